@@ -1,0 +1,25 @@
+# pcqual: Microsoft Partner Center customer qualifications, from SQL.
+EXTENSION = pcqual
+MODULE_big = pcqual
+OBJS = \
+	src/pcqual.o \
+	src/http.o \
+	src/token.o \
+	src/parse.o \
+	src/report.o \
+	src/functions.o
+
+DATA = pcqual--1.0.sql
+PGFILEDESC = "pcqual - Partner Center customer qualifications"
+
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK = -lcurl -lcjson
+
+# pg_regress suites, one per user-facing feature (sql/ and expected/).
+# They need the emulator running: test/check.sh starts it.
+REGRESS = setup seed_examples shapes nulls_and_dates errors settings privileges
+REGRESS_OPTS = --inputdir=$(srcdir)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
