@@ -4,6 +4,7 @@ MODULE_big = pcqual
 OBJS = \
 	src/pcqual.o \
 	src/http.o \
+	src/retry.o \
 	src/token.o \
 	src/parse.o \
 	src/report.o \
@@ -23,3 +24,6 @@ REGRESS_OPTS = --inputdir=$(srcdir)
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS does not track header dependencies.
+$(OBJS): src/pcqual.h

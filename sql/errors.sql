@@ -1,6 +1,8 @@
 -- Every failure is one ERROR naming the customer, with the HTTP status and
 -- Partner Center's code and description when the body has them.  DETAIL
 -- carries MS-CorrelationId and MS-RequestId (masked here as <guid>).
+-- Retries are shown in test/retries.sql; here each failure is final at once.
+SET pcqual.max_retries = 0;
 
 -- 400: 22023
 SELECT error_of($$SELECT * FROM pc_qualifications('22222222-0000-0000-0000-000000000400')$$);

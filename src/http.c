@@ -463,16 +463,87 @@ wait_and_drive(WaitEventSet *set, TimestampTz next_retry)
 	}
 }
 
+/* DEBUG1 line per attempt: lets a DBA see throttling without a trace. */
+static void
+log_attempt(const PcqRequest *req, long retry_in_ms)
+{
+	char		retry[64] = "final";
+
+	if (retry_in_ms >= 0)
+		snprintf(retry, sizeof(retry), "retry in %ld ms", retry_in_ms);
+	if (req->outcome == PCQ_ANSWERED)
+		elog(DEBUG1, "pcqual: %s attempt %d: HTTP %ld, %s, MS-RequestId %s",
+			 req->tenant ? req->tenant : "token request", req->attempts,
+			 req->status, retry, req->request_id);
+	else
+		elog(DEBUG1, "pcqual: %s attempt %d: %s, %s, MS-RequestId %s",
+			 req->tenant ? req->tenant : "token request", req->attempts,
+			 req->transport_error, retry, req->request_id);
+}
+
+/*
+ * Start the retries that are due, while there is room.  Returns when the
+ * earliest of those still waiting is due, or 0 when none waits.
+ */
+static TimestampTz
+start_due_retries(PcqRequest **waiting, int *nwaiting, int *in_flight,
+				  int max_in_flight)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz earliest = 0;
+	int			i = 0;
+
+	while (i < *nwaiting)
+	{
+		PcqRequest *req = waiting[i];
+
+		if (req->not_before <= now && *in_flight < max_in_flight)
+		{
+			waiting[i] = waiting[--(*nwaiting)];
+			start_request(req);
+			(*in_flight)++;
+			continue;
+		}
+		if (earliest == 0 || req->not_before < earliest)
+			earliest = req->not_before;
+		i++;
+	}
+	return earliest;
+}
+
+/*
+ * A transfer ended: record it, and either queue it for a retry or leave it
+ * final.  Returns true when it was queued.
+ */
+static bool
+requeue_if_retryable(PcqRequest *req, PcqRequest **waiting, int *nwaiting)
+{
+	long		delay = pcq_retry_delay_ms(req);
+
+	log_attempt(req, delay);
+	if (delay < 0)
+		return false;
+	req->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+	if (req->body != NULL)
+		pfree(req->body);
+	req->body = NULL;
+	waiting[(*nwaiting)++] = req;
+	return true;
+}
+
 /*
  * Run a batch of requests to completion, at most max_in_flight at a time,
- * in the order given.  Each request ends with an outcome; nothing here
- * judges the HTTP status.  Bodies are allocated in the caller's context.
+ * in the order given, retrying each as retry.c says.  Each request ends with
+ * an outcome; nothing here judges the final HTTP status.  Bodies are
+ * allocated in the caller's context.
  */
 void
 pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight)
 {
 	WaitEventSet *volatile set = NULL;
 	MemoryContext volatile saved_body_context = body_context;
+	PcqRequest **waiting;
+	int			nwaiting = 0;
 	int			next = 0;
 	int			in_flight = 0;
 	int			i;
@@ -480,16 +551,20 @@ pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight)
 	for (i = 0; i < nreqs; i++)
 		check_url_allowed(reqs[i]->url);
 	ensure_transport();
+	waiting = palloc(sizeof(PcqRequest *) * Max(nreqs, 1));
 	body_context = CurrentMemoryContext;
 
 	PG_TRY();
 	{
-		while (next < nreqs || in_flight > 0)
+		while (next < nreqs || in_flight > 0 || nwaiting > 0)
 		{
+			TimestampTz next_retry;
 			CURLMsg    *msg;
 			int			queued;
 
 			CHECK_FOR_INTERRUPTS();
+			next_retry = start_due_retries(waiting, &nwaiting, &in_flight,
+										   max_in_flight);
 			while (next < nreqs && in_flight < max_in_flight)
 			{
 				start_request(reqs[next++]);
@@ -502,7 +577,7 @@ pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight)
 				set = NULL;
 				set = build_wait_set();
 			}
-			wait_and_drive(set, 0);
+			wait_and_drive(set, in_flight < max_in_flight ? next_retry : 0);
 
 			while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
 			{
@@ -513,6 +588,7 @@ pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight)
 				curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
 				finish_request(req, msg->data.result);
 				in_flight--;
+				requeue_if_retryable(req, waiting, &nwaiting);
 			}
 		}
 	}
@@ -525,6 +601,7 @@ pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight)
 		body_context = saved_body_context;
 	}
 	PG_END_TRY();
+	pfree(waiting);
 }
 
 /*

@@ -61,6 +61,8 @@ int			pcq_connect_timeout_ms = 5000;
 char	   *pcq_correlation_id_setting = NULL;
 char	   *pcq_application_name = NULL;
 int			pcq_max_response_size = 1024 * 1024;
+int			pcq_max_retries = 3;
+int			pcq_max_retry_wait_ms = 60000;
 
 /* The API base URL in force: the setting, or the cloud's default. */
 const char *
@@ -274,6 +276,14 @@ define_request_settings(void)
 							"Largest response body accepted; a larger one is cut off while it downloads.",
 							NULL, &pcq_max_response_size, 1024 * 1024, 1024, MaxAllocSize - 1,
 							PGC_USERSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("pcqual.max_retries",
+							"Times a throttled or failed request is sent again.",
+							NULL, &pcq_max_retries, 3, 0, 10,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pcqual.max_retry_wait",
+							"Longest single wait before a retry; a longer Retry-After fails at once.",
+							NULL, &pcq_max_retry_wait_ms, 60000, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
 }
 
 void

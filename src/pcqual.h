@@ -5,6 +5,7 @@
  *
  * pcqual.c	module initialisation and settings
  * http.c	transport: libcurl's multi interface driven by a WaitEventSet
+ * retry.c	when a failed request is sent again
  * token.c	Azure AD access tokens, cached per backend
  * parse.c	response bodies: qualifications, error bodies, token answers
  * report.c	turning a failed request into an ERROR or WARNING
@@ -39,6 +40,8 @@ extern int	pcq_connect_timeout_ms;
 extern char *pcq_correlation_id_setting;
 extern char *pcq_application_name;
 extern int	pcq_max_response_size;
+extern int	pcq_max_retries;
+extern int	pcq_max_retry_wait_ms;
 
 extern const char *pcq_base_url(void);
 extern const char *pcq_authority(void);
@@ -74,6 +77,8 @@ typedef struct PcqRequest
 	char		retry_after[64];
 	char		transport_error[256];
 	int			attempts;		/* times it was sent */
+	long		retry_refused_ms;	/* Retry-After beyond max_retry_wait */
+	TimestampTz not_before;		/* a retry waits until then */
 
 	/* private to http.c */
 	void	   *easy;
@@ -85,6 +90,9 @@ extern void pcq_request_init(PcqRequest *req, char *url, const char *tenant);
 extern void pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight);
 extern const char *pcq_correlation_id(void);
 extern void pcq_new_guid(char *dest);
+
+/* ---- retries (retry.c) ---- */
+extern long pcq_retry_delay_ms(PcqRequest *req);
 
 /* ---- tokens (token.c) ---- */
 extern const char *pcq_access_token(bool *from_cache);

@@ -51,6 +51,13 @@ request_ids(const PcqRequest *req)
 					req->correlation_id, req->request_id);
 }
 
+/* " after 4 attempts" when retries were made, else "". */
+static char *
+attempts_suffix(const PcqRequest *req)
+{
+	return req->attempts > 1 ? psprintf(" after %d attempts", req->attempts) : "";
+}
+
 /* PostgreSQL style: a message does not end with a period. */
 static void
 strip_final_period(char *text)
@@ -73,6 +80,9 @@ hint_for_status(const PcqRequest *req)
 		case 404:
 			return "Check that the tenant id is one of the partner's customers.";
 		case 429:
+			if (req->retry_refused_ms > 0)
+				return psprintf("Partner Center asked to wait %ld seconds, longer than pcqual.max_retry_wait (%d ms): try again later.",
+								(req->retry_refused_ms + 999) / 1000, pcq_max_retry_wait_ms);
 			return req->retry_after[0] != '\0' ?
 				psprintf("Partner Center is throttling requests and asked to wait %s seconds.", req->retry_after) :
 				"Partner Center is throttling requests.";
@@ -99,8 +109,8 @@ report_status(const PcqRequest *req, int elevel)
 
 	ereport(elevel,
 			(errcode(sqlstate_for_status(req->status)),
-			 errmsg("Partner Center answered HTTP %ld for %s%s%s%s%s%s",
-					req->status, subject(req),
+			 errmsg("Partner Center answered HTTP %ld for %s%s%s%s%s%s%s",
+					req->status, subject(req), attempts_suffix(req),
 					text || code ? ": " : "",
 					text ? text : "",
 					code ? (text ? " (code " : "code ") : "",
@@ -122,7 +132,8 @@ pcq_report_failure(const PcqRequest *req, int elevel)
 		case PCQ_TIMED_OUT:
 			ereport(elevel,
 					(errcode(ERRCODE_SYSTEM_ERROR),
-					 errmsg("request to Partner Center for %s timed out", subject(req)),
+					 errmsg("request to Partner Center for %s timed out%s",
+							subject(req), attempts_suffix(req)),
 					 errdetail("%s. %s", req->transport_error, request_ids(req)),
 					 errhint("pcqual.timeout is %d ms and pcqual.connect_timeout is %d ms.",
 							 pcq_timeout_ms, pcq_connect_timeout_ms)));
@@ -140,8 +151,8 @@ pcq_report_failure(const PcqRequest *req, int elevel)
 		default:
 			ereport(elevel,
 					(errcode(ERRCODE_SYSTEM_ERROR),
-					 errmsg("could not get an answer from Partner Center for %s: %s",
-							subject(req), req->transport_error),
+					 errmsg("could not get an answer from Partner Center for %s%s: %s",
+							subject(req), attempts_suffix(req), req->transport_error),
 					 errdetail("%s", request_ids(req))));
 			break;
 	}
