@@ -10,7 +10,7 @@ OBJS = \
 	src/report.o \
 	src/functions.o
 
-DATA = pcqual--1.0.sql
+DATA = pcqual--1.0.sql pcqual--1.0--1.1.sql
 PGFILEDESC = "pcqual - Partner Center customer qualifications"
 
 PG_CPPFLAGS = -I$(srcdir)/src
@@ -18,7 +18,7 @@ SHLIB_LINK = -lcurl -lcjson
 
 # pg_regress suites, one per user-facing feature (sql/ and expected/).
 # They need the emulator running: test/check.sh starts it.
-REGRESS = setup seed_examples shapes nulls_and_dates errors settings privileges
+REGRESS = setup seed_examples shapes nulls_and_dates errors settings privileges bulk upgrade
 REGRESS_OPTS = --inputdir=$(srcdir)
 
 PG_CONFIG ?= pg_config

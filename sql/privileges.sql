@@ -4,7 +4,8 @@ SET ROLE regress_pcqual_reader;
 SELECT * FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
 RESET ROLE;
 
-GRANT EXECUTE ON FUNCTION pc_qualifications(uuid) TO regress_pcqual_reader;
+GRANT EXECUTE ON FUNCTION pc_qualifications(uuid), pc_qualifications(text),
+    pc_qualifications(uuid[], text) TO regress_pcqual_reader;
 SET ROLE regress_pcqual_reader;
 -- The library is not loaded yet in this session: PostgreSQL accepts any
 -- pcqual.* value as a placeholder.  When the first call loads pcqual, a
@@ -30,5 +31,6 @@ SET pcqual.correlation_id = '7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745';
 SELECT qualification FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
 RESET ROLE;
 
-REVOKE EXECUTE ON FUNCTION pc_qualifications(uuid) FROM regress_pcqual_reader;
+REVOKE EXECUTE ON FUNCTION pc_qualifications(uuid), pc_qualifications(text),
+    pc_qualifications(uuid[], text) FROM regress_pcqual_reader;
 DROP ROLE regress_pcqual_reader;

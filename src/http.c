@@ -512,6 +512,42 @@ start_due_retries(PcqRequest **waiting, int *nwaiting, int *in_flight,
 }
 
 /*
+ * The in-flight limit of a batch.  A 429 halves it, so that a throttled
+ * partner stops hammering the service; it then grows back by one for every
+ * THROTTLE_RECOVERY_MS without a 429 (additive increase, multiplicative
+ * decrease).
+ */
+#define THROTTLE_RECOVERY_MS 1000
+
+typedef struct InFlightLimit
+{
+	int			ceiling;		/* what the caller asked for */
+	int			current;
+	TimestampTz last_change;
+} InFlightLimit;
+
+static void
+adapt_in_flight_limit(InFlightLimit *limit, const PcqRequest *req)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (req->outcome == PCQ_ANSWERED && req->status == 429)
+	{
+		if (limit->current > 1)
+			elog(DEBUG1, "pcqual: throttled, at most %d requests in flight",
+				 Max(limit->current / 2, 1));
+		limit->current = Max(limit->current / 2, 1);
+		limit->last_change = now;
+	}
+	else if (limit->current < limit->ceiling &&
+			 TimestampDifferenceExceeds(limit->last_change, now, THROTTLE_RECOVERY_MS))
+	{
+		limit->current++;
+		limit->last_change = now;
+	}
+}
+
+/*
  * A transfer ended: record it, and either queue it for a retry or leave it
  * final.  Returns true when it was queued.
  */
@@ -532,13 +568,16 @@ requeue_if_retryable(PcqRequest *req, PcqRequest **waiting, int *nwaiting)
 }
 
 /*
- * Run a batch of requests to completion, at most max_in_flight at a time,
- * in the order given, retrying each as retry.c says.  Each request ends with
- * an outcome; nothing here judges the final HTTP status.  Bodies are
- * allocated in the caller's context.
+ * Run a batch of requests to completion, at most max_in_flight at a time
+ * (fewer while the service throttles), retrying each as retry.c says.  When
+ * a request is final, done(req, done_arg) is called: it may consume and free
+ * the body, or raise an ERROR, which abandons the requests still in flight
+ * cleanly.  Nothing here judges the final HTTP status.  Bodies are allocated
+ * in the caller's context.
  */
 void
-pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight)
+pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight,
+			 PcqRequestDone done, void *done_arg)
 {
 	WaitEventSet *volatile set = NULL;
 	MemoryContext volatile saved_body_context = body_context;
@@ -546,12 +585,15 @@ pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight)
 	int			nwaiting = 0;
 	int			next = 0;
 	int			in_flight = 0;
+	InFlightLimit limit;
 	int			i;
 
 	for (i = 0; i < nreqs; i++)
 		check_url_allowed(reqs[i]->url);
 	ensure_transport();
 	waiting = palloc(sizeof(PcqRequest *) * Max(nreqs, 1));
+	limit.ceiling = limit.current = Max(max_in_flight, 1);
+	limit.last_change = 0;
 	body_context = CurrentMemoryContext;
 
 	PG_TRY();
@@ -564,8 +606,8 @@ pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight)
 
 			CHECK_FOR_INTERRUPTS();
 			next_retry = start_due_retries(waiting, &nwaiting, &in_flight,
-										   max_in_flight);
-			while (next < nreqs && in_flight < max_in_flight)
+										   limit.current);
+			while (next < nreqs && in_flight < limit.current)
 			{
 				start_request(reqs[next++]);
 				in_flight++;
@@ -577,7 +619,7 @@ pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight)
 				set = NULL;
 				set = build_wait_set();
 			}
-			wait_and_drive(set, in_flight < max_in_flight ? next_retry : 0);
+			wait_and_drive(set, in_flight < limit.current ? next_retry : 0);
 
 			while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
 			{
@@ -588,7 +630,9 @@ pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight)
 				curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
 				finish_request(req, msg->data.result);
 				in_flight--;
-				requeue_if_retryable(req, waiting, &nwaiting);
+				adapt_in_flight_limit(&limit, req);
+				if (!requeue_if_retryable(req, waiting, &nwaiting) && done != NULL)
+					done(req, done_arg);
 			}
 		}
 	}

@@ -63,6 +63,7 @@ char	   *pcq_application_name = NULL;
 int			pcq_max_response_size = 1024 * 1024;
 int			pcq_max_retries = 3;
 int			pcq_max_retry_wait_ms = 60000;
+int			pcq_concurrency = 16;
 
 /* The API base URL in force: the setting, or the cloud's default. */
 const char *
@@ -284,6 +285,10 @@ define_request_settings(void)
 							"Longest single wait before a retry; a longer Retry-After fails at once.",
 							NULL, &pcq_max_retry_wait_ms, 60000, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pcqual.concurrency",
+							"Most requests in flight at once for one bulk call.",
+							NULL, &pcq_concurrency, 16, 1, 256,
+							PGC_USERSET, 0, NULL, NULL, NULL);
 }
 
 void

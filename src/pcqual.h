@@ -19,7 +19,7 @@
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 
-#define PCQUAL_VERSION "1.0"
+#define PCQUAL_VERSION "1.1"
 
 /* A GUID in its 36-character text form, plus the terminator. */
 #define PCQ_GUID_SIZE 37
@@ -42,6 +42,7 @@ extern char *pcq_application_name;
 extern int	pcq_max_response_size;
 extern int	pcq_max_retries;
 extern int	pcq_max_retry_wait_ms;
+extern int	pcq_concurrency;
 
 extern const char *pcq_base_url(void);
 extern const char *pcq_authority(void);
@@ -86,8 +87,12 @@ typedef struct PcqRequest
 	size_t		body_cap;
 } PcqRequest;
 
+/* Called once per request when it is final (after its retries). */
+typedef void (*PcqRequestDone) (PcqRequest *req, void *arg);
+
 extern void pcq_request_init(PcqRequest *req, char *url, const char *tenant);
-extern void pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight);
+extern void pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight,
+						 PcqRequestDone done, void *done_arg);
 extern const char *pcq_correlation_id(void);
 extern void pcq_new_guid(char *dest);
 

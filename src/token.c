@@ -187,7 +187,7 @@ fetch_token(void)
 	req.form_body = token_request_form();
 	PG_TRY();
 	{
-		pcq_http_run(batch, 1, 1);
+		pcq_http_run(batch, 1, 1, NULL, NULL);
 	}
 	PG_FINALLY();
 	{

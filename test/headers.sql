@@ -12,7 +12,7 @@ SELECT ok((SELECT bool_and(method = 'GET' AND path LIKE '/v1/customers/%/qualifi
           'GET {base}/v1/customers/{tenant}/qualifications');
 SELECT ok((SELECT bool_and(auth LIKE 'emu-app-%') FROM api), 'Authorization: Bearer with the App-only token');
 SELECT ok((SELECT bool_and(accept = 'application/json') FROM api), 'Accept: application/json');
-SELECT ok((SELECT bool_and(user_agent = 'pcqual/1.0') FROM api), 'User-Agent: pcqual/<version>');
+SELECT ok((SELECT bool_and(user_agent = 'pcqual/1.1') FROM api), 'User-Agent: pcqual/<version>');
 SELECT ok((SELECT bool_and(application = 'pcqual') FROM api), 'MS-PartnerCenter-Application defaults to pcqual');
 SELECT ok((SELECT bool_and(request_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$') FROM api),
           'MS-RequestId is a version 4 GUID');
