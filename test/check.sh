@@ -9,4 +9,4 @@ cd "$(dirname "$0")/.."
 test/install-deps.sh
 make -s
 make -s install
-exec pg_virtualenv -v 15 $(test/emulator-settings.sh) -- test/run-suites.sh
+exec pg_virtualenv -t -v 15 $(test/emulator-settings.sh) -- test/run-suites.sh

@@ -18,6 +18,8 @@ curl -sf "http://127.0.0.1:$port/_emulator/health" >/dev/null || {
 }
 
 status=0
+python3 test/emulator_selftest.py 2>&1 | tail -3 || status=1
+
 if ! make -s installcheck; then
 	status=1
 	[ -f regression.diffs ] && cat regression.diffs
