@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-	make gcc curl python3
+	make gcc libc6-dev curl python3
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
 	libcurl4-openssl-dev libcjson-dev
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
