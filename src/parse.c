@@ -13,12 +13,16 @@
 #include "postgres.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 
 #include "mb/pg_wchar.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 
 #include "pcqual.h"
+
+/* Longest token lifetime believed. */
+#define MAX_TOKEN_LIFETIME_SECS 86400.0
 
 /* Longest service-provided text we put into a message. */
 #define MAX_MESSAGE_TEXT 300
@@ -409,6 +413,11 @@ pcq_parse_error_body(const char *body, size_t len, char **code, char **text)
 	PG_END_TRY();
 }
 
+/*
+ * expires_in, a number or a numeric string; -1 when absent or unreadable.
+ * A lifetime beyond a day is taken as a day: nothing legitimate asks for
+ * more, and it keeps the arithmetic on it far from overflow.
+ */
 static double
 expires_in_seconds(const cJSON *value)
 {
@@ -416,11 +425,18 @@ expires_in_seconds(const cJSON *value)
 	double		secs;
 
 	if (cJSON_IsNumber(value))
-		return value->valuedouble;
-	if (!cJSON_IsString(value))
+		secs = value->valuedouble;
+	else if (cJSON_IsString(value))
+	{
+		secs = strtod(value->valuestring, &end);
+		if (end == value->valuestring || *end != '\0')
+			return -1;
+	}
+	else
 		return -1;
-	secs = strtod(value->valuestring, &end);
-	return (end != value->valuestring && *end == '\0') ? secs : -1;
+	if (isnan(secs) || secs < 0)
+		return -1;
+	return Min(secs, MAX_TOKEN_LIFETIME_SECS);
 }
 
 /* A token goes into a header: visible ASCII only, so it cannot inject one. */

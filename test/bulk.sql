@@ -3,14 +3,6 @@
 \ir helpers.inc
 SELECT plan(15);
 
-CREATE TEMP TABLE clock (label text PRIMARY KEY, at timestamptz);
-CREATE FUNCTION pg_temp.tick(label text) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO clock VALUES (label, clock_timestamp())
-    ON CONFLICT (label) DO UPDATE SET at = excluded.at
-$$;
-CREATE FUNCTION pg_temp.elapsed(label text) RETURNS interval LANGUAGE sql AS $$
-    SELECT clock_timestamp() - at FROM clock WHERE clock.label = elapsed.label
-$$;
 -- n generic customers (the emulator answers any GUID with one row)
 CREATE FUNCTION pg_temp.tenants(n int) RETURNS uuid[] LANGUAGE sql AS $$
     SELECT array_agg(gen_random_uuid()) FROM generate_series(1, n)

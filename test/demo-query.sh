@@ -3,14 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-port=${PCQUAL_EMULATOR_PORT:-18765}
-python3 test/pc_emulator.py --port "$port" --quiet &
-emulator=$!
-trap 'kill $emulator 2>/dev/null; wait $emulator 2>/dev/null' EXIT
-for _ in $(seq 1 100); do
-	curl -sf "http://127.0.0.1:$port/_emulator/health" >/dev/null && break
-	sleep 0.1
-done
+source test/start-emulator.sh
 
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
 CREATE EXTENSION pcqual;

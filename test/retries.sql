@@ -4,14 +4,6 @@
 \ir helpers.inc
 SELECT plan(19);
 
-CREATE TEMP TABLE clock (label text PRIMARY KEY, at timestamptz);
-CREATE FUNCTION pg_temp.tick(label text) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO clock VALUES (label, clock_timestamp())
-    ON CONFLICT (label) DO UPDATE SET at = excluded.at
-$$;
-CREATE FUNCTION pg_temp.elapsed(label text) RETURNS interval LANGUAGE sql AS $$
-    SELECT clock_timestamp() - at FROM clock WHERE clock.label = elapsed.label
-$$;
 CREATE FUNCTION pg_temp.attempts(t text) RETURNS TABLE (status int, request_id text) LANGUAGE sql AS $$
     SELECT status, request_id FROM pg_temp.emulator_log() WHERE kind = 'api' AND tenant = t ORDER BY seq
 $$;

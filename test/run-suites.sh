@@ -4,18 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-port=${PCQUAL_EMULATOR_PORT:-18765}
-python3 test/pc_emulator.py --port "$port" --quiet &
-emulator=$!
-trap 'kill $emulator 2>/dev/null; wait $emulator 2>/dev/null' EXIT
-for _ in $(seq 1 100); do
-	curl -sf "http://127.0.0.1:$port/_emulator/health" >/dev/null && break
-	sleep 0.1
-done
-curl -sf "http://127.0.0.1:$port/_emulator/health" >/dev/null || {
-	echo "the Partner Center emulator did not start" >&2
-	exit 1
-}
+source test/start-emulator.sh
 
 status=0
 python3 test/emulator_selftest.py 2>&1 | tail -3 || status=1
