@@ -284,6 +284,7 @@ pc_qualifications_bulk(PG_FUNCTION_ARGS)
 	pg_uuid_t  *ids;
 	int			nids = 0;
 	TenantRequest *trs;
+	int			ntenants = 0;
 	int			i;
 
 	deconstruct_array(tenants, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
@@ -295,12 +296,11 @@ pc_qualifications_bulk(PG_FUNCTION_ARGS)
 	qsort(ids, nids, sizeof(pg_uuid_t), compare_uuids);
 
 	trs = palloc0(sizeof(TenantRequest) * Max(nids, 1));
-	nelems = 0;
 	for (i = 0; i < nids; i++)
 		if (i == 0 || compare_uuids(&ids[i], &ids[i - 1]) != 0)
-			trs[nelems++].tenant_id = ids[i];
+			trs[ntenants++].tenant_id = ids[i];
 	pfree(ids);
 
-	fetch_tenants(fcinfo, trs, nelems, true, elevel);
+	fetch_tenants(fcinfo, trs, ntenants, true, elevel);
 	return (Datum) 0;
 }

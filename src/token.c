@@ -80,15 +80,12 @@ require_credentials(void)
 					 "or also pcqual.refresh_token (App+User), or set pcqual.access_token to a token you manage.")));
 }
 
-/* application/x-www-form-urlencoded escaping of one value. */
+/* Percent-encoding of everything but RFC 3986's unreserved characters. */
 static void
-append_form_value(StringInfo buf, const char *name, const char *value)
+append_escaped(StringInfo buf, const char *value)
 {
 	const unsigned char *p;
 
-	if (buf->len > 0)
-		appendStringInfoChar(buf, '&');
-	appendStringInfo(buf, "%s=", name);
 	for (p = (const unsigned char *) value; *p; p++)
 	{
 		if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~')
@@ -96,6 +93,16 @@ append_form_value(StringInfo buf, const char *name, const char *value)
 		else
 			appendStringInfo(buf, "%%%02X", *p);
 	}
+}
+
+/* One name=value pair of an application/x-www-form-urlencoded body. */
+static void
+append_form_value(StringInfo buf, const char *name, const char *value)
+{
+	if (buf->len > 0)
+		appendStringInfoChar(buf, '&');
+	appendStringInfo(buf, "%s=", name);
+	append_escaped(buf, value);
 }
 
 static char *
@@ -137,15 +144,7 @@ token_endpoint_url(void)
 	initStringInfo(&url);
 	appendBinaryStringInfo(&url, authority, len);
 	appendStringInfoChar(&url, '/');
-	/* the tenant is a path segment: reuse the form escaping, minus "name=" */
-	{
-		StringInfoData seg;
-
-		initStringInfo(&seg);
-		append_form_value(&seg, "t", pcq_partner_tenant);
-		appendStringInfoString(&url, seg.data + 2);
-		pfree(seg.data);
-	}
+	append_escaped(&url, pcq_partner_tenant);
 	appendStringInfoString(&url, "/oauth2/token");
 	return url.data;
 }
