@@ -3,10 +3,14 @@
 #
 #   bench/bulk.sh            (as root, on Debian 12; about 1-2 minutes)
 #
-# Installs what is missing (test/install-deps.sh), builds and installs the
-# extension, then inside a throwaway PostgreSQL 15 cluster (pg_virtualenv)
-# starts test/pc_emulator.py on a free loopback port (never 18765, which the
-# tests use) and measures, side by side in the same run:
+# Installs what is missing (test/install-deps.sh), makes the test credential
+# files in a private directory (test/prepare-test-files.sh), builds and
+# installs the extension, then inside a throwaway PostgreSQL cluster
+# (pg_virtualenv -t, pcqual in shared_preload_libraries) starts
+# test/pc_emulator.py on port 18865 (BENCH_EMULATOR_PORT; never the tests'
+# 18765..18770), points the benchmark database at it (test/emulator-settings.psql,
+# then the port and the private secret file) and measures, side by side in
+# the same run:
 #
 #   0. the emulator's own ceiling: wrk, 3 s per run, 0 ms and 20 ms latency
 #   1. 1,000 tenants at 20 ms latency: pc_qualifications(uuid[]) at
@@ -30,49 +34,34 @@
 # shellcheck disable=SC2028,SC2317  # psql meta-commands echoed; trap handlers
 #
 # Environment: PYTHON (default python3), BUILD_RETRIES (default 2: when make
-# fails, wait 60 s and try again that many times), WRK_DURATION (default 3s).
+# fails, wait 60 s and try again that many times), WRK_DURATION (default 3s),
+# BENCH_EMULATOR_PORT (default 18865); see bench/lib.sh.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-python=${PYTHON:-python3}
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 
 # ===========================================================================
-# outer part: dependencies, build, cluster
+# outer part: dependencies, test files, build, cluster
 # ===========================================================================
 if [ "${1:-}" != "--inner" ]; then
+	bench_need_root
 	cd "$root"
 	SECONDS=0
-	timeout 900 test/install-deps.sh
+	trap bench_outer_cleanup EXIT
+	trap 'exit 130' INT TERM
+	bench_outer_prepare
 	if ! command -v wrk >/dev/null 2>&1; then
 		echo "wrk not found; installing the Debian package (for the emulator ceiling)" >&2
 		DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq wrk >/dev/null ||
 			echo "could not install wrk: the emulator ceiling will be n/a" >&2
 	fi
-
-	tries=$((${BUILD_RETRIES:-2} + 1))
-	for attempt in $(seq "$tries"); do
-		if timeout 300 make -s && timeout 120 make -s install; then
-			break
-		fi
-		if [ "$attempt" -eq "$tries" ]; then
-			echo "bench/bulk.sh: build failed $tries times" >&2
-			exit 1
-		fi
-		echo "bench/bulk.sh: build failed (someone mid-edit?); retrying in 60 s" >&2
-		sleep 60
-	done
-
-	# a free loopback port for the emulator, not the tests' 18765
-	port=
-	for _ in $(seq 20); do
-		port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-		[ "$port" != 18765 ] && break
-	done
-	export PCQUAL_EMULATOR_PORT=$port
+	bench_build_install || exit 1
 	export BENCH_SETUP_SECONDS=$SECONDS
-	# shellcheck disable=SC2046  # emulator-settings.sh prints separate -o words
-	exec timeout -k 10 400 pg_virtualenv -v 15 $(test/emulator-settings.sh) -- "$here/bulk.sh" --inner
+	bench_virtualenv 400
+	exit $?
 fi
 
 # ===========================================================================
@@ -81,39 +70,11 @@ fi
 cd "$root"
 SECONDS=0
 set +e                   # a failed run is recorded, the others still run
-port=$PCQUAL_EMULATOR_PORT
-base="http://127.0.0.1:$port"
-work=$(mktemp -d)
-failures=()
-emu_pid=
-
-cleanup() {
-	if [ -n "$emu_pid" ] && kill -0 "$emu_pid" 2>/dev/null; then
-		kill -TERM "$emu_pid" 2>/dev/null
-		for _ in $(seq 50); do kill -0 "$emu_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$emu_pid" 2>/dev/null
-		wait "$emu_pid" 2>/dev/null
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() { failures+=("$*"); echo "FAILED: $*" >&2; }
+bench_inner_begin
 
 # --- emulator ----------------------------------------------------------------
-"$python" test/pc_emulator.py --port "$port" >"$work/emu.out" 2>"$work/emu.err" &
-emu_pid=$!
-for _ in $(seq 100); do
-	curl -sf --max-time 2 "$base/_emulator/health" >/dev/null && break
-	kill -0 "$emu_pid" 2>/dev/null || break
-	sleep 0.1
-done
-if ! curl -sf --max-time 2 "$base/_emulator/health" >/dev/null; then
-	echo "the Partner Center emulator did not start on port $port:" >&2
-	cat "$work/emu.err" >&2
-	exit 1
-fi
+bench_start_emulator "$work" || exit 1
+base=$emu_base
 
 # $work/ctl reset QUERY   -- reset (revokes tokens, zeroes stats), then config
 # $work/ctl stats NAME    -- save /_emulator/stats as $work/stats.NAME
@@ -174,39 +135,7 @@ wrk_20_64=$(wrk_rps 20 64)
 # --- database ----------------------------------------------------------------
 db=pcqual_bench
 psql_base=(psql -X -q -v ON_ERROR_STOP=1 -d "$db")
-if ! { PGOPTIONS='-c client_min_messages=warning' timeout 30 dropdb --if-exists "$db" && timeout 30 createdb "$db"; }; then
-	echo "createdb failed" >&2
-	exit 1
-fi
-timeout 60 "${psql_base[@]}" <<'EOF' || { echo "CREATE EXTENSION failed" >&2; exit 1; }
-CREATE EXTENSION pcqual;
-
--- n distinct generic customer GUIDs, tagged so that no two runs share one;
--- every fail_every-th one starts with fa11 (the emulator answers 404)
-CREATE FUNCTION bench_tenants(tag int, n int, fail_every int DEFAULT 0) RETURNS uuid[]
-LANGUAGE sql AS $$
-  SELECT array_agg(format('%s%s-0000-4000-8000-%s',
-           CASE WHEN fail_every > 0 AND i % fail_every = 0 THEN 'fa11' ELSE 'be0c' END,
-           lpad(to_hex(tag), 4, '0'), lpad(to_hex(i), 12, '0'))::uuid)
-  FROM generate_series(1, n) i
-$$;
-
--- this backend's CPU: utime+stime in clock ticks, and schedstat run time in ns
-CREATE FUNCTION bench_cpu(OUT ticks bigint, OUT ns bigint) LANGUAGE sql AS $$
-  SELECT split_part(f, ' ', 12)::bigint + split_part(f, ' ', 13)::bigint,
-         nullif(split_part(coalesce(pg_read_file('/proc/' || pg_backend_pid() || '/schedstat',
-                                                 0, 200, true), ''), ' ', 1), '')::bigint
-  FROM (SELECT regexp_replace(pg_read_file('/proc/' || pg_backend_pid() || '/stat'),
-                              '^.*\) ', '') AS f) s
-$$;
-
--- this backend's memory, kB
-CREATE FUNCTION bench_mem(OUT rss_kb bigint, OUT hwm_kb bigint) LANGUAGE sql AS $$
-  SELECT (regexp_match(s, 'VmRSS:\s+(\d+)'))[1]::bigint,
-         (regexp_match(s, 'VmHWM:\s+(\d+)'))[1]::bigint
-  FROM pg_read_file('/proc/' || pg_backend_pid() || '/status') s
-$$;
-EOF
+bench_createdb "$db" || { echo "creating the benchmark database failed" >&2; exit 1; }
 
 # Runs SQL from stdin in one session; "RES key value" lines go to $work/res,
 # psql's stderr to $work/$1.err.
@@ -325,18 +254,6 @@ echo "== 4. throttling: throttle_inflight=8, Retry-After 1, concurrency 64" >&2
 declare -A R
 while read -r _ key val; do R[$key]=$val; done <"$work/res"
 r() { echo "${R[$1]:-n/a}"; }
-num() { [[ "$1" =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; }
-calc() {  # awk expression over numeric args a, b, c; n/a if any is missing
-	local expr=$1 fmt=$2; shift 2
-	for v in "$@"; do num "$v" || { echo n/a; return; }; done
-	awk -v a="${1:-0}" -v b="${2:-0}" -v c="${3:-0}" "BEGIN { printf \"$fmt\", $expr }"
-}
-verdict() {  # $1 = value, $2 = op (le/ge/lt), $3 = target
-	num "$1" || { echo "n/a"; return; }
-	awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {
-		ok = (op == "le") ? v <= t : (op == "ge") ? v >= t : v < t
-		print ok ? "PASS" : "MISS" }'
-}
 check_rows() {  # $1 = key, $2 = expected
 	local got
 	got=$(r "$1.rows")
@@ -356,10 +273,10 @@ check_rows s4.bulk 1000
 
 echo
 echo "pcqual bulk benchmark -- $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
-	"$(awk '/^MemTotal/ { printf "%.1f GB RAM", $2 / 1048576 }' /proc/meminfo); PostgreSQL" \
-	"$(psql -X -A -t -d "$db" -c 'SHOW server_version' 2>/dev/null | cut -d' ' -f1); pcqual" \
-	"$(psql -X -A -t -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pcqual'" 2>/dev/null)"
+bench_machine_line
+echo "PostgreSQL $(psql -X -A -t -d "$db" -c 'SHOW server_version' 2>/dev/null | cut -d' ' -f1)," \
+	"pcqual $(psql -X -A -t -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pcqual'" 2>/dev/null)," \
+	"emulator on 127.0.0.1:$BENCH_EMULATOR_PORT"
 echo
 
 echo "0. emulator ceiling (wrk -t2, ${WRK_DURATION:-3s} per run, keep-alive)"
@@ -376,6 +293,7 @@ for c in 16 32 64; do
 	t=$(r "s1.bulk$c.ms"); b=$(bound "$c"); q=$(calc 'a / b' '%.2f' "$t" "$b")
 	printf '   %-26s %9s %9s %10s %11s %8s  %s\n' "bulk, concurrency $c" "$t" "$b" "$q" \
 		"$(calc '1000000 / a' '%.0f' "$t")" "$(stat_of "s1_$c" max_in_flight)" "<= 1.3 $(verdict "$q" le 1.3)"
+	target "bulk time / latency bound, 1,000 tenants at 20 ms, concurrency $c" "$q" le 1.3
 done
 tl=$(r s1.lateral.ms)
 printf '   %-26s %9s %9s %10s %11s %8s\n' "LATERAL, single calls" "$tl" 20000 \
@@ -390,6 +308,7 @@ printf '   %-40s %6s\n' "LATERAL / bulk(16)" "$q16"
 printf '   %-40s %6s   (N x latency / bound(16): bulk at its bound)\n' "LATERAL / bulk(16), best possible" \
 	"$(calc 'a / (b * c)' '%.1f' "$tl" 63 20)"
 printf '   %-40s %6s   target >= 20 %s\n' "LATERAL / bulk(32)" "$q32" "$(verdict "$q32" ge 20)"
+target "LATERAL / bulk(32) time, 1,000 tenants at 20 ms" "$q32" ge 20
 printf '   %-40s %6s\n' "LATERAL / bulk(64)" "$q64"
 echo
 
@@ -398,7 +317,7 @@ sum() {  # $1 = kind, $2 = field
 	local s=0 v
 	for i in $(seq $cpu_rounds); do
 		v=$(r "s2.$1.$i.$2"); num "$v" || { echo n/a; return; }
-		s=$(awk -v s="$s" -v v="$v" 'BEGIN { print s + v }')
+		s=$(awk -v s="$s" -v v="$v" 'BEGIN { printf "%.1f", s + v }')
 	done
 	echo "$s"
 }
@@ -417,6 +336,7 @@ qcpu=$(calc 'a / b' '%.2f' "${S2[bulk.tk]}" "${S2[lateral.tk]}")
 qns=$(calc 'a / b' '%.2f' "${S2[bulk.ns]}" "${S2[lateral.ns]}")
 printf '   %-40s %6s   target <= 1.0 %s\n' "bulk / LATERAL CPU per tenant (ticks)" "$qcpu" "$(verdict "$qcpu" le 1.0)"
 printf '   %-40s %6s   target <= 1.0 %s\n' "bulk / LATERAL CPU per tenant (sched)" "$qns" "$(verdict "$qns" le 1.0)"
+target "bulk / LATERAL backend CPU per tenant (schedstat), 0 ms" "$qns" le 1.0
 echo "   (ticks: utime+stime from /proc/<pid>/stat, 1/$clk s resolution; sched: ns run time from /proc/<pid>/schedstat)"
 echo
 
@@ -431,6 +351,7 @@ printf '   %-40s %8s\n' "VmRSS before, MB (after one warm call)" "$(calc 'a / 10
 printf '   %-40s %8s\n' "VmHWM before, MB" "$(calc 'a / 1024' '%.1f' "$(r s3.hwm0)")"
 printf '   %-40s %8s\n' "VmHWM after, MB (absolute)" "$(calc 'a / 1024' '%.1f' "$hwm1")"
 printf '   %-40s %8s  target < 64 MB %s\n' "peak growth: VmHWM after - VmRSS before" "$peak" "$(verdict "$peak" lt 64)"
+target "peak memory growth, 10,000 tenants, MB" "$peak" lt 64
 [ -n "$s3_warning_sample" ] && echo "   first WARNING: $s3_warning_sample"
 echo
 
@@ -460,11 +381,4 @@ print("%-40s %s" % ("429s per second of the run", " ".join(str(thr.get(i, 0)) fo
 PY
 echo
 
-echo "setup (deps, build) ${BENCH_SETUP_SECONDS:-?} s; cluster + benchmark $SECONDS s"
-if [ ${#failures[@]} -gt 0 ]; then
-	echo "FAILED runs:"
-	printf '   %s\n' "${failures[@]}"
-	exit 1
-fi
-echo "all runs completed"
-exit 0
+bench_finish

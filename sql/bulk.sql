@@ -1,7 +1,12 @@
 -- pc_qualifications(tenants uuid[], on_error text DEFAULT 'error'): many
--- customers in one call, fetched concurrently.
+-- customers in one call, fetched concurrently (pcqual.concurrency at a
+-- time, connections reused).  pc_fetch_qualifications(tenants uuid[]) is
+-- the same fetch reporting each customer's outcome (bottom).
 SET timezone = 'UTC';
 SET datestyle = 'ISO';
+-- psql's CONTEXT line is not shown: it would only name the SQL function
+-- that raised an error.
+\set SHOW_CONTEXT never
 
 
 -- Rows carry their customer; a customer's rows keep the service's order.
@@ -23,16 +28,22 @@ GROUP BY 1 ORDER BY 1;
 SELECT count(*) FROM pc_qualifications(ARRAY[]::uuid[]);
 SELECT count(*) FROM pc_qualifications(ARRAY[NULL]::uuid[]);
 SELECT count(*) FROM pc_qualifications(NULL::uuid[]);
+SELECT count(*) FROM pc_qualifications(NULL::uuid[], on_error => 'warning');
 
 -- on_error => 'error' (the default): the first customer that fails raises
--- its ERROR, and no rows are returned.
+-- its ERROR, and no rows are returned.  (22222222-0000-0000-0000-000000000404
+-- is a fault tenant: the emulator answers 404 Tenant not found.  error_of()
+-- shows the error with its random request id masked, sql/setup.sql.)
 SELECT error_of($$SELECT * FROM pc_qualifications(ARRAY[
     '11111111-0000-0000-0000-000000000001',
-    '22222222-0000-0000-0000-000000000404']::uuid[])$$);
+    '22222222-0000-0000-0000-000000000404']::uuid[])$$)
+\g (format=unaligned tuples_only=on)
 
 -- on_error => 'warning': one WARNING per failed customer, the others' rows.
 -- (One request at a time here, so that the WARNINGs come in a stable order,
--- and terse, as their DETAIL carries random request ids.)
+-- and terse, as their DETAIL carries random request ids.)  The fault
+-- tenants 22222222-0000-0000-0000-000000000NNN answer: 404 Tenant not found,
+-- 600 a 200 with malformed JSON, 503 an empty 503.
 \set VERBOSITY terse
 SET pcqual.max_retries = 0;
 SET pcqual.concurrency = 1;
@@ -48,13 +59,19 @@ RESET pcqual.max_retries;
 RESET pcqual.concurrency;
 \set VERBOSITY default
 
--- Anything else is an error.
+-- Anything else is an error (22023), and so is NULL (22004): a NULL
+-- on_error does not silently return nothing.
 SELECT * FROM pc_qualifications(ARRAY['11111111-0000-0000-0000-000000000001']::uuid[], 'ignore');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM pc_qualifications(ARRAY['11111111-0000-0000-0000-000000000001']::uuid[], NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM pc_qualifications(NULL::uuid[], on_error => NULL);
+\echo :LAST_ERROR_SQLSTATE
 
 -- Quoted tenant ids and a bare NULL still mean one customer.
 SELECT count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000005');
 SELECT count(*) FROM pc_qualifications(NULL);
-SELECT error_of($$SELECT * FROM pc_qualifications('not-a-guid')$$);
+SELECT * FROM pc_qualifications('not-a-guid');
 
 -- The nightly materialized view: every CRM customer, qualified or not.
 CREATE SCHEMA crm;
@@ -75,3 +92,24 @@ CREATE UNIQUE INDEX ON crm.customer_qualifications (tenant_id, qualification);
 REFRESH MATERIALIZED VIEW CONCURRENTLY crm.customer_qualifications;
 SELECT name, qualification, vetting_status FROM crm.customer_qualifications ORDER BY name, qualification;
 DROP SCHEMA crm CASCADE;
+
+-- pc_fetch_qualifications: every customer's outcome, for a sync that must
+-- not lose one (pc_sync_qualifications, sql/sync.sql, is built on it).  A
+-- customer with no qualification gets one row with a NULL qualification;
+-- a failed customer one row with succeeded = false and the SQLSTATE and
+-- message of the error it would have raised (also given as a WARNING).
+-- 11111111-0000-0000-0000-000000000007 has no qualifications; the fault
+-- tenants answer 404 Tenant not found and 429 Rate limit exceeded.
+\set VERBOSITY terse
+SET pcqual.max_retries = 0;
+SET pcqual.concurrency = 1;
+SELECT customer_tenant_id, succeeded, qualification, vetting_status, error_sqlstate,
+       error_message
+FROM pc_fetch_qualifications(ARRAY[
+    '11111111-0000-0000-0000-000000000005',
+    '11111111-0000-0000-0000-000000000007',
+    '22222222-0000-0000-0000-000000000404',
+    '22222222-0000-0000-0000-000000000429', NULL]::uuid[])
+ORDER BY customer_tenant_id, qualification;
+\set VERBOSITY default
+SELECT count(*) FROM pc_fetch_qualifications(NULL);

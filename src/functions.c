@@ -1,12 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * functions.c
- *	  The SQL-callable functions.
+ *	  The read functions: pc_qualifications for one customer and for many,
+ *	  pc_fetch_qualifications for a scheduled sync, and pc_disconnect.
  *
- * pc_qualifications(uuid) and pc_qualifications(uuid[], text) are one code
- * path: a batch of requests run by http.c, each customer's answer parsed
- * and stored as soon as it is final.  The single-tenant function is a batch
- * of one that raises every failure.
+ * All reads are one code path: a batch run by http.c, whose requests are
+ * built one at a time from the de-duplicated tenant ids as slots free, each
+ * answer parsed and stored as soon as it is final, and freed with its
+ * request.  Memory is therefore bounded by the 16 bytes of each tenant id
+ * plus what is in flight.  The single-tenant function is a batch of one
+ * that raises every failure.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,7 +18,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -26,12 +29,23 @@
 
 PG_FUNCTION_INFO_V1(pc_qualifications);
 PG_FUNCTION_INFO_V1(pc_qualifications_bulk);
+PG_FUNCTION_INFO_V1(pc_fetch_qualifications);
+PG_FUNCTION_INFO_V1(pc_disconnect);
 
-/* Most of a bad date we quote in a WARNING. */
-#define MAX_QUOTED_DATE 64
+/* The most tenants one call takes: 160 MB of ids, well below 1 GB. */
+#define MAX_TENANTS 10000000
 
-/* Columns: [customer_tenant_id,] qualification, status, reason, date. */
-#define MAX_COLUMNS 5
+/* Columns: [customer_tenant_id, succeeded,] qualification, status, reason,
+ * date [, error_sqlstate, error_message]. */
+#define MAX_COLUMNS 8
+
+/* What a failed customer becomes. */
+typedef enum FailureMode
+{
+	RAISE_ERROR,				/* the first failure raises its ERROR */
+	RAISE_WARNING,				/* one WARNING per failed customer */
+	RECORD_OUTCOME				/* a WARNING, and a row saying why */
+} FailureMode;
 
 /* One customer's request, and its tenant id for the result column. */
 typedef struct TenantRequest
@@ -40,26 +54,93 @@ typedef struct TenantRequest
 	pg_uuid_t	tenant_id;
 } TenantRequest;
 
+/* A tenant whose request must be sent again with a new token. */
+typedef struct RejectedTenant
+{
+	pg_uuid_t	id;
+	char		request_id[PCQ_GUID_SIZE];
+	int			attempts;
+} RejectedTenant;
+
 /* What a batch needs while its answers come in. */
 typedef struct FetchState
 {
 	ReturnSetInfo *rsinfo;
 	bool		with_tenant_column;
-	int			failure_elevel; /* ERROR, or WARNING for on_error = 'warning' */
-	bool		token_from_cache;
-	List	   *rejected_tokens;	/* answered 401 on a cached token */
-	MemoryContext tenant_cxt;	/* parse one answer in here, then reset */
+	FailureMode mode;
+
+	/* the requests to make */
+	const pg_uuid_t *ids;		/* sorted, distinct */
+	const RejectedTenant *retry; /* or these, for the second pass */
+	int			ntenants;
+	int			next;
+	const char *bearer;
+	bool		token_renewable;
+
+	/* answers that were 401 on a cached token */
+	RejectedTenant *rejected;
+	int			nrejected;
+	int			rejected_cap;
+
+	MemoryContext request_cxt;	/* requests and their bodies */
+	MemoryContext answer_cxt;	/* parse one answer in here, then reset */
 } FetchState;
+
+static char *
+tenant_text(const pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+}
 
 static char *
 qualifications_url(const char *tenant)
 {
-	const char *base = pcq_base_url();
-	int			len = strlen(base);
+	char	   *path = psprintf("/v1/customers/%s/qualifications", tenant);
+	char	   *url = pcq_api_url(path);
 
-	while (len > 0 && base[len - 1] == '/')
-		len--;
-	return psprintf("%.*s/v1/customers/%s/qualifications", len, base, tenant);
+	pfree(path);
+	return url;
+}
+
+/* http.c asks for the next request: build it now, not before. */
+static PcqRequest *
+next_tenant_request(void *arg)
+{
+	FetchState *state = (FetchState *) arg;
+	const pg_uuid_t *id;
+	TenantRequest *tr;
+	char	   *tenant;
+	MemoryContext oldcxt;
+
+	if (state->next >= state->ntenants)
+		return NULL;
+	id = state->retry ? &state->retry[state->next].id : &state->ids[state->next];
+	oldcxt = MemoryContextSwitchTo(state->request_cxt);
+	tenant = tenant_text(id);
+	tr = palloc(sizeof(TenantRequest));
+	pcq_request_init(&tr->req, qualifications_url(tenant), PCQ_SUBJECT_CUSTOMER, tenant);
+	tr->tenant_id = *id;
+	pfree(tenant);
+	if (state->retry)
+	{
+		/* the same request, sent once more: same id, attempts go on */
+		strlcpy(tr->req.request_id, state->retry[state->next].request_id,
+				sizeof(tr->req.request_id));
+		tr->req.attempts = state->retry[state->next].attempts;
+	}
+	tr->req.bearer = state->bearer;
+	MemoryContextSwitchTo(oldcxt);
+	state->next++;
+	return &tr->req;
+}
+
+static void
+free_request(PcqRequest *req)
+{
+	if (req->body != NULL)
+		pfree(req->body);
+	pfree(req->url);
+	pfree(req);
 }
 
 /* A date that is not ISO 8601 becomes NULL, with one WARNING saying so. */
@@ -75,12 +156,11 @@ warn_unparsed_dates(const char *tenant, List *rows)
 		if (q->unparsed_date != NULL)
 			ereport(WARNING,
 					(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
-					 errmsg("vetting date \"%.*s\" of customer %s is not ISO 8601",
-							pg_mbcliplen(q->unparsed_date, strlen(q->unparsed_date),
-										 MAX_QUOTED_DATE),
-							q->unparsed_date, tenant),
+					 errmsg("vetting date \"%s\" of customer %s is not ISO 8601",
+							pcq_quotable_text(q->unparsed_date, strlen(q->unparsed_date)),
+							tenant),
 					 errdetail("vetting_created_date of its %s qualification is NULL.",
-							   q->qualification)));
+							   pcq_quotable_text(q->qualification, strlen(q->qualification)))));
 	}
 }
 
@@ -91,142 +171,213 @@ nullable_text(const char *s, bool *isnull)
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
-/* Store one customer's rows; all were parsed before the first is stored. */
+/*
+ * One result row.  q is NULL for an outcome row without a qualification
+ * (a customer with none, or one that failed: then failure is set).
+ */
 static void
-store_rows(FetchState *state, const TenantRequest *tr, List *rows)
+store_row(FetchState *state, const pg_uuid_t *tenant, const PcqQualification *q,
+		  const PcqFailure *failure)
+{
+	Datum		values[MAX_COLUMNS];
+	bool		nulls[MAX_COLUMNS];
+	int			c = 0;
+
+	memset(nulls, true, sizeof(nulls));
+	if (state->with_tenant_column)
+	{
+		values[c] = UUIDPGetDatum(tenant);
+		nulls[c++] = false;
+	}
+	if (state->mode == RECORD_OUTCOME)
+	{
+		values[c] = BoolGetDatum(failure == NULL);
+		nulls[c++] = false;
+	}
+	if (q != NULL)
+	{
+		values[c] = CStringGetTextDatum(q->qualification);
+		nulls[c] = false;
+		values[c + 1] = nullable_text(q->vetting_status, &nulls[c + 1]);
+		values[c + 2] = nullable_text(q->vetting_reason, &nulls[c + 2]);
+		values[c + 3] = TimestampTzGetDatum(q->vetting_created_date);
+		nulls[c + 3] = !q->has_created_date;
+	}
+	c += 4;
+	if (state->mode == RECORD_OUTCOME && failure != NULL)
+	{
+		values[c] = CStringGetTextDatum(unpack_sql_state(failure->sqlstate));
+		nulls[c] = false;
+		values[c + 1] = CStringGetTextDatum(failure->message);
+		nulls[c + 1] = false;
+	}
+	tuplestore_putvalues(state->rsinfo->setResult, state->rsinfo->setDesc,
+						 values, nulls);
+}
+
+static void
+store_customer(FetchState *state, const pg_uuid_t *tenant, List *rows)
 {
 	ListCell   *lc;
 
 	foreach(lc, rows)
-	{
-		const PcqQualification *q = lfirst(lc);
-		Datum		values[MAX_COLUMNS];
-		bool		nulls[MAX_COLUMNS];
-		int			c = 0;
-
-		if (state->with_tenant_column)
-		{
-			values[c] = UUIDPGetDatum(&tr->tenant_id);
-			nulls[c++] = false;
-		}
-		values[c] = CStringGetTextDatum(q->qualification);
-		nulls[c++] = false;
-		values[c] = nullable_text(q->vetting_status, &nulls[c]);
-		c++;
-		values[c] = nullable_text(q->vetting_reason, &nulls[c]);
-		c++;
-		values[c] = TimestampTzGetDatum(q->vetting_created_date);
-		nulls[c++] = !q->has_created_date;
-		tuplestore_putvalues(state->rsinfo->setResult, state->rsinfo->setDesc,
-							 values, nulls);
-	}
-}
-
-/* Parse a 200 answer and store its rows, or report what was wrong. */
-static void
-consume_answer(FetchState *state, TenantRequest *tr)
-{
-	PcqRequest *req = &tr->req;
-	char	   *problem;
-	List	   *rows;
-
-	rows = pcq_parse_qualifications(req->body, req->body_len, &problem);
-	if (problem != NULL)
-		pcq_report_bad_body(req, problem, state->failure_elevel);
-	else
-	{
-		warn_unparsed_dates(req->tenant, rows);
-		store_rows(state, tr, rows);
-	}
+		store_row(state, tenant, lfirst(lc), NULL);
+	if (rows == NIL && state->mode == RECORD_OUTCOME)
+		store_row(state, tenant, NULL, NULL);	/* a success with no rows */
 }
 
 /*
- * http.c's callback: one customer's request is final.  Its body is freed
- * here, so a batch holds at most the in-flight requests' bodies.
+ * The rows of one customer's qualifications, as pc_qualifications(uuid)
+ * returns them (for the answer of a create, say).
+ */
+void
+pcq_store_qualifications(ReturnSetInfo *rsinfo, const char *tenant, List *rows)
+{
+	FetchState	state;
+
+	memset(&state, 0, sizeof(state));
+	state.rsinfo = rsinfo;
+	state.mode = RAISE_ERROR;
+	warn_unparsed_dates(tenant, rows);
+	store_customer(&state, NULL, rows);
+}
+
+static void
+handle_failure(FetchState *state, const pg_uuid_t *tenant, PcqFailure *failure)
+{
+	if (state->mode == RAISE_ERROR)
+		pcq_raise(failure, ERROR);
+	pcq_raise(failure, WARNING);
+	if (state->mode == RECORD_OUTCOME)
+		store_row(state, tenant, NULL, failure);
+}
+
+/* Parse a 2xx answer and store its rows, or handle what was wrong. */
+static void
+consume_answer(FetchState *state, PcqRequest *req, const pg_uuid_t *tenant)
+{
+	PcqFailure	failure;
+	char	   *problem;
+	List	   *rows;
+
+	if (req->outcome != PCQ_ANSWERED || req->status < 200 || req->status > 299)
+	{
+		pcq_describe_failure(req, &failure);
+		handle_failure(state, tenant, &failure);
+		return;
+	}
+	rows = pcq_parse_qualifications(req->body, req->body_len, &problem);
+	if (problem != NULL)
+	{
+		pcq_describe_bad_body(req, problem, &failure);
+		handle_failure(state, tenant, &failure);
+		return;
+	}
+	warn_unparsed_dates(req->subject_id, rows);
+	store_customer(state, tenant, rows);
+}
+
+static void
+remember_rejected(FetchState *state, const pg_uuid_t *tenant, const PcqRequest *req)
+{
+	if (state->nrejected == state->rejected_cap)
+	{
+		state->rejected_cap = Max(16, state->rejected_cap * 2);
+		state->rejected = state->rejected ?
+			repalloc_huge(state->rejected, sizeof(RejectedTenant) * state->rejected_cap) :
+			MemoryContextAllocHuge(CurrentMemoryContext,
+								   sizeof(RejectedTenant) * state->rejected_cap);
+	}
+	state->rejected[state->nrejected].id = *tenant;
+	strlcpy(state->rejected[state->nrejected].request_id, req->request_id, PCQ_GUID_SIZE);
+	state->rejected[state->nrejected].attempts = req->attempts;
+	state->nrejected++;
+}
+
+/*
+ * http.c's callback: one customer's request is final.  It is freed here
+ * with its body, so a batch holds only what is in flight.
  */
 static void
 on_request_done(PcqRequest *req, void *arg)
 {
 	FetchState *state = (FetchState *) arg;
+	pg_uuid_t	tenant = ((TenantRequest *) req)->tenant_id;
 	MemoryContext oldcxt;
 
-	if (req->outcome == PCQ_ANSWERED && req->status == 401 && state->token_from_cache)
+	if (req->outcome == PCQ_ANSWERED && req->status == 401 && state->token_renewable)
 	{
 		/* the token was revoked or expired early: retried after the batch */
-		state->rejected_tokens = lappend(state->rejected_tokens, req);
+		oldcxt = MemoryContextSwitchTo(state->rsinfo->econtext->ecxt_per_query_memory);
+		remember_rejected(state, &tenant, req);
+		MemoryContextSwitchTo(oldcxt);
+		free_request(req);
 		return;
 	}
 
-	oldcxt = MemoryContextSwitchTo(state->tenant_cxt);
-	if (req->outcome != PCQ_ANSWERED || req->status < 200 || req->status > 299)
-		pcq_report_failure(req, state->failure_elevel);
-	else
-		consume_answer(state, (TenantRequest *) req);
+	oldcxt = MemoryContextSwitchTo(state->answer_cxt);
+	consume_answer(state, req, &tenant);
 	MemoryContextSwitchTo(oldcxt);
-	MemoryContextReset(state->tenant_cxt);
-	if (req->body != NULL)
-		pfree(req->body);
-	req->body = NULL;
+	MemoryContextReset(state->answer_cxt);
+	free_request(req);
 }
 
 /*
- * Fetch every request's answer with the current access token.  Requests
- * whose cached token was refused (401) are sent once more, after the batch,
- * with a new token and the same MS-RequestId.
+ * Fetch every tenant's answer with the current access token.  Tenants whose
+ * cached token was refused (401) are sent once more, after the batch, with
+ * a new token and the same MS-RequestId.
  */
 static void
-fetch_batch(FetchState *state, PcqRequest **reqs, int nreqs)
+fetch_batch(FetchState *state)
 {
-	const char *token = pcq_access_token(&state->token_from_cache);
-	int			i;
+	MemoryContext oldcxt = MemoryContextSwitchTo(state->request_cxt);
 
-	for (i = 0; i < nreqs; i++)
-		reqs[i]->bearer = token;
-	pcq_http_run(reqs, nreqs, nreqs == 1 ? 1 : pcq_concurrency,
-				 on_request_done, state);
+	state->bearer = pcq_access_token(&state->token_renewable);
+	MemoryContextSwitchTo(oldcxt);
+	pcq_http_run(next_tenant_request, on_request_done, state,
+				 state->ntenants == 1 ? 1 : pcq_concurrency);
 
-	if (state->rejected_tokens != NIL)
+	if (state->nrejected > 0)
 	{
-		int			nretry = list_length(state->rejected_tokens);
-		PcqRequest **retry = palloc(sizeof(PcqRequest *) * nretry);
-		ListCell   *lc;
+		RejectedTenant *retry = state->rejected;
 
-		i = 0;
-		foreach(lc, state->rejected_tokens)
-			retry[i++] = lfirst(lc);
-		state->rejected_tokens = NIL;
+		state->retry = retry;
+		state->ntenants = state->nrejected;
+		state->next = 0;
+		state->rejected = NULL;
+		state->nrejected = state->rejected_cap = 0;
 		pcq_forget_access_token();
-		fetch_batch(state, retry, nretry);
+		state->bearer = pcq_access_token(&state->token_renewable);
+		state->token_renewable = false;
+		pcq_http_run(next_tenant_request, on_request_done, state,
+					 state->ntenants == 1 ? 1 : pcq_concurrency);
+		pfree(retry);
 	}
 }
 
 static void
-fetch_tenants(FunctionCallInfo fcinfo, TenantRequest *trs, int ntenants,
-			  bool with_tenant_column, int failure_elevel)
+fetch_tenants(FunctionCallInfo fcinfo, const pg_uuid_t *ids, int ntenants,
+			  bool with_tenant_column, FailureMode mode)
 {
 	FetchState	state;
-	PcqRequest **reqs = palloc(sizeof(PcqRequest *) * Max(ntenants, 1));
-	int			i;
 
 	InitMaterializedSRF(fcinfo, 0);
 	memset(&state, 0, sizeof(state));
 	state.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	state.with_tenant_column = with_tenant_column;
-	state.failure_elevel = failure_elevel;
-	state.tenant_cxt = AllocSetContextCreate(CurrentMemoryContext,
+	state.mode = mode;
+	state.ids = ids;
+	state.ntenants = ntenants;
+	state.request_cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "pcqual requests",
+											  ALLOCSET_DEFAULT_SIZES);
+	state.answer_cxt = AllocSetContextCreate(CurrentMemoryContext,
 											 "pcqual answer",
 											 ALLOCSET_DEFAULT_SIZES);
-	for (i = 0; i < ntenants; i++)
-	{
-		char	   *tenant = DatumGetCString(DirectFunctionCall1(uuid_out,
-																 UUIDPGetDatum(&trs[i].tenant_id)));
-
-		pcq_request_init(&trs[i].req, qualifications_url(tenant), tenant);
-		reqs[i] = &trs[i].req;
-	}
 	if (ntenants > 0)
-		fetch_batch(&state, reqs, ntenants);
-	MemoryContextDelete(state.tenant_cxt);
+		fetch_batch(&state);
+	MemoryContextDelete(state.answer_cxt);
+	MemoryContextDelete(state.request_cxt);
 }
 
 /*
@@ -236,10 +387,9 @@ fetch_tenants(FunctionCallInfo fcinfo, TenantRequest *trs, int ntenants,
 Datum
 pc_qualifications(PG_FUNCTION_ARGS)
 {
-	TenantRequest *tr = palloc0(sizeof(TenantRequest));
+	pg_uuid_t	tenant = *PG_GETARG_UUID_P(0);
 
-	memcpy(&tr->tenant_id, PG_GETARG_UUID_P(0), sizeof(pg_uuid_t));
-	fetch_tenants(fcinfo, tr, 1, false, ERROR);
+	fetch_tenants(fcinfo, &tenant, 1, false, RAISE_ERROR);
 	return (Datum) 0;
 }
 
@@ -250,19 +400,75 @@ compare_uuids(const void *a, const void *b)
 }
 
 static int
-on_error_elevel(text *on_error)
+compare_uuids_arg(const void *a, const void *b, void *arg)
 {
-	char	   *mode = text_to_cstring(on_error);
+	return compare_uuids(a, b);
+}
 
+/*
+ * The distinct non-NULL tenant ids of an array, sorted: 16 bytes each,
+ * nothing else is made up front.
+ */
+static pg_uuid_t *
+distinct_tenants(ArrayType *tenants, int *ntenants)
+{
+	int			nitems = ArrayGetNItems(ARR_NDIM(tenants), ARR_DIMS(tenants));
+	ArrayIterator it;
+	pg_uuid_t  *ids;
+	Datum		value;
+	bool		isnull;
+	int			n = 0;
+	int			i;
+
+	if (nitems > MAX_TENANTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many tenants: %d, pcqual takes at most %d in one call",
+						nitems, MAX_TENANTS),
+				 errhint("Split the array and call pcqual once per part.")));
+	ids = MemoryContextAllocHuge(CurrentMemoryContext,
+								 sizeof(pg_uuid_t) * Max(nitems, 1));
+	it = array_create_iterator(tenants, 0, NULL);
+	while (array_iterate(it, &value, &isnull))
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!isnull)
+			ids[n++] = *DatumGetUUIDP(value);
+	}
+	array_free_iterator(it);
+
+	/* millions of ids take seconds to sort: a cancel must not wait for it */
+	qsort_interruptible(ids, n, sizeof(pg_uuid_t), compare_uuids_arg, NULL);
+	*ntenants = 0;
+	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (i == 0 || compare_uuids(&ids[i], &ids[*ntenants - 1]) != 0)
+			ids[(*ntenants)++] = ids[i];
+	}
+	return ids;
+}
+
+static FailureMode
+failure_mode(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *mode;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("on_error must not be NULL"),
+				 errhint("on_error is 'error' (the first customer that fails raises its error) or 'warning' (one WARNING per failed customer).")));
+	mode = text_to_cstring(PG_GETARG_TEXT_PP(argno));
 	if (strcmp(mode, "error") == 0)
-		return ERROR;
+		return RAISE_ERROR;
 	if (strcmp(mode, "warning") == 0)
-		return WARNING;
+		return RAISE_WARNING;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid on_error value \"%s\"", mode),
 			 errhint("on_error is 'error' (the first customer that fails raises its error) or 'warning' (one WARNING per failed customer).")));
-	return ERROR;				/* keep the compiler quiet */
+	return RAISE_ERROR;			/* keep the compiler quiet */
 }
 
 /*
@@ -271,36 +477,55 @@ on_error_elevel(text *on_error)
  *
  * Every distinct non-NULL tenant is fetched once, pcqual.concurrency at a
  * time.  Rows of one customer come together, in the service's order;
- * customers come in the order their answers arrived.
+ * customers come in the order their answers arrived.  A NULL array gives
+ * no rows; a NULL on_error is an error.
  */
 Datum
 pc_qualifications_bulk(PG_FUNCTION_ARGS)
 {
-	ArrayType  *tenants = PG_GETARG_ARRAYTYPE_P(0);
-	int			elevel = on_error_elevel(PG_GETARG_TEXT_PP(1));
-	Datum	   *elems;
-	bool	   *nulls;
-	int			nelems;
-	pg_uuid_t  *ids;
-	int			nids = 0;
-	TenantRequest *trs;
+	FailureMode mode = failure_mode(fcinfo, 1);
+	pg_uuid_t  *ids = NULL;
 	int			ntenants = 0;
-	int			i;
 
-	deconstruct_array(tenants, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
-					  &elems, &nulls, &nelems);
-	ids = palloc(sizeof(pg_uuid_t) * Max(nelems, 1));
-	for (i = 0; i < nelems; i++)
-		if (!nulls[i])
-			memcpy(&ids[nids++], DatumGetUUIDP(elems[i]), sizeof(pg_uuid_t));
-	qsort(ids, nids, sizeof(pg_uuid_t), compare_uuids);
-
-	trs = palloc0(sizeof(TenantRequest) * Max(nids, 1));
-	for (i = 0; i < nids; i++)
-		if (i == 0 || compare_uuids(&ids[i], &ids[i - 1]) != 0)
-			trs[ntenants++].tenant_id = ids[i];
-	pfree(ids);
-
-	fetch_tenants(fcinfo, trs, ntenants, true, elevel);
+	if (!PG_ARGISNULL(0))
+		ids = distinct_tenants(PG_GETARG_ARRAYTYPE_P(0), &ntenants);
+	fetch_tenants(fcinfo, ids, ntenants, true, mode);
 	return (Datum) 0;
+}
+
+/*
+ * pc_fetch_qualifications(tenants uuid[]) RETURNS TABLE (customer_tenant_id
+ *	   uuid, succeeded boolean, qualification text, ..., error_sqlstate text,
+ *	   error_message text)
+ *
+ * The bulk fetch with each customer's outcome: its qualifications, one row
+ * with a NULL qualification for a customer that has none, or one row with
+ * succeeded = false, the SQLSTATE and the message of the error it would
+ * have raised (also given as a WARNING).  pc_sync_qualifications is built
+ * on it.
+ */
+Datum
+pc_fetch_qualifications(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *ids = NULL;
+	int			ntenants = 0;
+
+	if (!PG_ARGISNULL(0))
+		ids = distinct_tenants(PG_GETARG_ARRAYTYPE_P(0), &ntenants);
+	fetch_tenants(fcinfo, ids, ntenants, true, RECORD_OUTCOME);
+	return (Datum) 0;
+}
+
+/*
+ * pc_disconnect() RETURNS integer: closes this session's cached
+ * connections and forgets its access token; returns how many connections
+ * it closed.
+ */
+Datum
+pc_disconnect(PG_FUNCTION_ARGS)
+{
+	int			closed = pcq_http_disconnect();
+
+	pcq_forget_access_token();
+	PG_RETURN_INT32(closed);
 }

@@ -7,23 +7,41 @@
  * Every request pcqual makes, a token request as much as one customer's
  * qualifications or a batch of thousands, goes through pcq_http_run().  One
  * multi handle lives for the whole backend so that its connection cache
- * keeps connections (and HTTP/2 sessions) alive between statements.
+ * keeps connections (and HTTP/2 sessions) alive between statements; it is
+ * bounded by pcqual.max_idle_connections, dropped by pc_disconnect(), and
+ * cleaned up at backend exit.
  *
- * curl tells us which sockets to watch (on_socket) and when to call it back
- * (on_timer); we wait on those sockets and on the process latch in a
- * WaitEventSet, so that a cancel or statement_timeout interrupts a request
- * at once and surfaces as an ordinary query_canceled ERROR.  Whatever way
- * pcq_http_run() is left, ERROR included, every easy handle, header list
- * and the wait set are released before the error propagates.
+ * curl's sockets live in one epoll set that curl's socket callback changes
+ * incrementally (as PostgreSQL 18's libpq OAuth code does); a WaitEventSet
+ * made once per backend waits on that epoll descriptor, the process latch
+ * and postmaster death, with curl's timer as the timeout.  A cancel or
+ * statement_timeout therefore interrupts a request at once and surfaces as
+ * an ordinary query_canceled ERROR.  Every socket curl opens is counted by
+ * PostgreSQL's file-descriptor accounting (AcquireExternalFD).
+ *
+ * Requests are taken from the caller one at a time, when a slot frees, so
+ * memory is bounded by what is in flight.  Whatever way pcq_http_run() is
+ * left, ERROR included, every easy handle and header list is released
+ * before the error propagates.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#ifndef __linux__
+#error "pcqual's transport waits on epoll: it builds on Linux only"
+#endif
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <curl/curl.h>
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "utils/memutils.h"
@@ -32,23 +50,53 @@
 
 #include "pcqual.h"
 
-/* Sockets curl asked us to watch, and for what (CURL_POLL_*). */
-typedef struct WatchedSocket
-{
-	curl_socket_t fd;
-	int			what;
-} WatchedSocket;
+/* ---- differences between PostgreSQL and libcurl versions ---- */
+#if PG_VERSION_NUM >= 170000
+#define MyLocalTransactionId (MyProc->vxid.lxid)
+#define CreateSessionWaitEventSet(nevents) CreateWaitEventSet(NULL, (nevents))
+#else
+#define MyLocalTransactionId (MyProc->lxid)
+#define CreateSessionWaitEventSet(nevents) \
+	CreateWaitEventSet(TopMemoryContext, (nevents))
+#endif
 
-/* More than pcqual's largest concurrency allows, with room to reconnect. */
-#define MAX_WATCHED_SOCKETS 1024
+#if LIBCURL_VERSION_NUM < 0x072b00
+#error "pcqual needs libcurl 7.43.0 or later (CURLPIPE_MULTIPLEX, CURLOPT_PIPEWAIT)"
+#endif
+
+/* CURLOPT_PROTOCOLS_STR is 7.85.0's; CURLOPT_PROTOCOLS is deprecated there. */
+#if LIBCURL_VERSION_NUM >= 0x075500
+#define SET_PROTOCOLS(easy, http_too) \
+	REQUIRE((easy), CURLOPT_PROTOCOLS_STR, (http_too) ? "http,https" : "https")
+#else
+#define SET_PROTOCOLS(easy, http_too) \
+	REQUIRE((easy), CURLOPT_PROTOCOLS, \
+			(long) (CURLPROTO_HTTPS | ((http_too) ? CURLPROTO_HTTP : 0)))
+#endif
 
 /* Longest we sleep without looking at curl's state again. */
 #define MAX_WAIT_MS 1000
 
+/* Socket events handled per wake-up; more are picked up on the next. */
+#define MAX_SOCKET_EVENTS 64
+
+/* One request's curl state. */
+struct PcqTransfer
+{
+	CURL	   *easy;
+	struct curl_slist *headers;
+	size_t		body_cap;
+	int			slot;			/* index in the batch's in-flight array */
+	bool		fd_refused;		/* AcquireExternalFD said no */
+	char		errbuf[CURL_ERROR_SIZE];
+};
+
+/* The backend's transport, made on first use. */
 static CURLM *multi = NULL;
-static WatchedSocket watched[MAX_WATCHED_SOCKETS];
-static int	nwatched = 0;
-static bool watched_changed = false;
+static int	epoll_fd = -1;
+static WaitEventSet *wait_set = NULL;
+static int	open_sockets = 0;
+static int	socket_callback_errno = 0;
 static bool timer_armed = false;
 static TimestampTz timer_deadline = 0;
 
@@ -56,36 +104,74 @@ static TimestampTz timer_deadline = 0;
 static MemoryContext body_context = NULL;
 
 static void ensure_transport(void);
+static void release_wakeup_fds(void);
+
+/* ---- curl's callbacks: they run inside curl and must not ereport ---- */
 
 /*
- * curl's socket callback: remember what to wait for on each socket.  It runs
- * inside curl, so it must not ereport.
+ * Open a socket for curl, counted against max_files_per_process like every
+ * other file PostgreSQL opens.
  */
+static curl_socket_t
+open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	PcqTransfer *transfer = (PcqTransfer *) clientp;
+	curl_socket_t fd;
+
+	if (!AcquireExternalFD())
+	{
+		transfer->fd_refused = true;
+		return CURL_SOCKET_BAD;
+	}
+	fd = socket(address->family, address->socktype, address->protocol);
+	if (fd < 0)
+		ReleaseExternalFD();
+	else
+		open_sockets++;
+	return fd;
+}
+
+static int
+close_socket(void *clientp, curl_socket_t fd)
+{
+	int			rc = close(fd);
+
+	ReleaseExternalFD();
+	open_sockets--;
+	return rc;
+}
+
+/* curl's socket callback: keep the epoll set in step, one change at a time. */
 static int
 on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	int			i;
-
-	for (i = 0; i < nwatched; i++)
-		if (watched[i].fd == fd)
-			break;
+	struct epoll_event ev = {0};
+	int			op;
 
 	if (what == CURL_POLL_REMOVE)
 	{
-		if (i < nwatched)
-			watched[i] = watched[--nwatched];
+		/* curl forgets its own association of the socket with our marker */
+		if (socketp != NULL &&
+			epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL) != 0 && errno != EBADF &&
+			errno != ENOENT)
+			socket_callback_errno = errno;
+		return 0;
 	}
-	else
+	if (what & CURL_POLL_IN)
+		ev.events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev.events |= EPOLLOUT;
+	ev.data.fd = fd;
+	op = socketp != NULL ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (epoll_ctl(epoll_fd, op, fd, &ev) != 0 &&
+		!(op == EPOLL_CTL_MOD && errno == ENOENT &&		/* a reused fd number */
+		  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0))
 	{
-		if (i == nwatched)
-		{
-			if (nwatched == MAX_WATCHED_SOCKETS)
-				return -1;
-			watched[nwatched++].fd = fd;
-		}
-		watched[i].what = what;
+		socket_callback_errno = errno;
+		return -1;
 	}
-	watched_changed = true;
+	if (socketp == NULL)
+		curl_multi_assign(multi, fd, &epoll_fd);	/* any non-NULL marker */
 	return 0;
 }
 
@@ -102,13 +188,13 @@ on_timer(CURLM *m, long timeout_ms, void *userp)
 
 /*
  * curl's write callback.  The body is capped while it downloads, and the
- * buffer grows without ereport (we are inside curl): a failure makes curl
- * abort the transfer instead.
+ * buffer grows without ereport: a failure makes curl abort the transfer.
  */
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
 	PcqRequest *req = (PcqRequest *) userp;
+	PcqTransfer *transfer = req->transfer;
 	size_t		n = size * nmemb;
 
 	if (req->body_len + n > (size_t) pcq_max_response_size)
@@ -116,9 +202,9 @@ on_body(char *data, size_t size, size_t nmemb, void *userp)
 		req->outcome = PCQ_TOO_LARGE;
 		return 0;
 	}
-	if (req->body_len + n + 1 > req->body_cap)
+	if (req->body_len + n + 1 > transfer->body_cap)
 	{
-		size_t		cap = Max(req->body_cap * 2, Max(req->body_len + n + 1, 8192));
+		size_t		cap = Max(transfer->body_cap * 2, Max(req->body_len + n + 1, 8192));
 		char	   *grown;
 
 		cap = Min(cap, (size_t) pcq_max_response_size + 1);
@@ -131,7 +217,7 @@ on_body(char *data, size_t size, size_t nmemb, void *userp)
 			pfree(req->body);
 		}
 		req->body = grown;
-		req->body_cap = cap;
+		transfer->body_cap = cap;
 	}
 	memcpy(req->body + req->body_len, data, n);
 	req->body_len += n;
@@ -183,6 +269,8 @@ on_header(char *line, size_t size, size_t nitems, void *userp)
 	return n;
 }
 
+/* ---- request ids ---- */
+
 /* A random (version 4) GUID in its text form. */
 void
 pcq_new_guid(char *dest)
@@ -213,27 +301,32 @@ pcq_correlation_id(void)
 	static LocalTransactionId for_lxid = InvalidLocalTransactionId;
 	static TimestampTz for_statement = 0;
 
-	if (pcq_correlation_id_setting != NULL && pcq_correlation_id_setting[0] != '\0')
+	if (pcq_is_set(pcq_correlation_id_setting))
 		return pcq_correlation_id_setting;
 
-	if (generated[0] == '\0' || for_lxid != MyProc->lxid ||
+	if (generated[0] == '\0' || for_lxid != MyLocalTransactionId ||
 		for_statement != GetCurrentStatementStartTimestamp())
 	{
 		pcq_new_guid(generated);
-		for_lxid = MyProc->lxid;
+		for_lxid = MyLocalTransactionId;
 		for_statement = GetCurrentStatementStartTimestamp();
 	}
 	return generated;
 }
 
 void
-pcq_request_init(PcqRequest *req, char *url, const char *tenant)
+pcq_request_init(PcqRequest *req, char *url, PcqSubject subject,
+				 const char *subject_id)
 {
 	memset(req, 0, sizeof(*req));
 	req->url = url;
-	req->tenant = tenant;
+	req->subject = subject;
+	if (subject_id != NULL)
+		strlcpy(req->subject_id, subject_id, sizeof(req->subject_id));
 	pcq_new_guid(req->request_id);
 }
+
+/* ---- building a transfer ---- */
 
 /* Refuse to send anything, secrets least of all, over plain HTTP. */
 static void
@@ -250,88 +343,202 @@ check_url_allowed(const char *url)
 			 errhint("Set pcqual.base_url and pcqual.authority to https:// URLs, or set pcqual.allow_http = on for a local emulator.")));
 }
 
+/* An option pcqual's safety depends on: refused means no request at all. */
 static void
-append_header(PcqRequest *req, const char *name, const char *value)
+require_option_result(CURLcode rc, const char *name)
+{
+	if (rc != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("libcurl refused the option %s: %s", name, curl_easy_strerror(rc)),
+				 errdetail("pcqual does not send a request without it."),
+				 errhint("pcqual needs libcurl %s or later, built with TLS support.",
+						 "7.43.0")));
+}
+
+/* An option that only makes things faster: go on without it. */
+static void
+optional_option_result(CURLcode rc, const char *name)
+{
+	if (rc != CURLE_OK)
+		elog(DEBUG1, "pcqual: libcurl refused the option %s (%s); going on without it",
+			 name, curl_easy_strerror(rc));
+}
+
+#define REQUIRE(easy, opt, value) \
+	require_option_result(curl_easy_setopt((easy), (opt), (value)), #opt)
+#define OPTIONAL(easy, opt, value) \
+	optional_option_result(curl_easy_setopt((easy), (opt), (value)), #opt)
+
+static void
+append_header(PcqTransfer *transfer, const char *name, const char *value)
 {
 	char	   *line = psprintf("%s: %s", name, value);
-	struct curl_slist *list = curl_slist_append(req->headers, line);
+	struct curl_slist *list = curl_slist_append(transfer->headers, line);
 
+	explicit_bzero(line, strlen(line));
 	pfree(line);
 	if (list == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while building an HTTP request")));
-	req->headers = list;
+	transfer->headers = list;
 }
 
 static void
 build_headers(PcqRequest *req)
 {
+	PcqTransfer *transfer = req->transfer;
+
 	if (req->bearer != NULL)
 	{
 		char	   *auth = psprintf("Bearer %s", req->bearer);
 
-		append_header(req, "Authorization", auth);
-		pfree(auth);
+		PG_TRY();
+		{
+			append_header(transfer, "Authorization", auth);
+		}
+		PG_FINALLY();
+		{
+			explicit_bzero(auth, strlen(auth));
+			pfree(auth);
+		}
+		PG_END_TRY();
 	}
-	append_header(req, "Accept", "application/json");
+	append_header(transfer, "Accept", "application/json");
 	strlcpy(req->correlation_id, pcq_correlation_id(), sizeof(req->correlation_id));
-	append_header(req, "MS-CorrelationId", req->correlation_id);
-	append_header(req, "MS-RequestId", req->request_id);
-	append_header(req, "MS-PartnerCenter-Application", pcq_application_name);
-	if (req->form_body != NULL)
-		append_header(req, "Expect", "");	/* no 100-continue round trip */
+	append_header(transfer, "MS-CorrelationId", req->correlation_id);
+	append_header(transfer, "MS-RequestId", req->request_id);
+	append_header(transfer, "MS-PartnerCenter-Application", pcq_application_name);
+	if (req->continuation_token != NULL)
+		append_header(transfer, "MS-ContinuationToken", req->continuation_token);
+	if (req->post_body != NULL)
+	{
+		append_header(transfer, "Content-Type", req->post_content_type);
+		append_header(transfer, "Expect", "");	/* no 100-continue round trip */
+	}
 }
 
-/* Create the easy handle of one request and hand it to the multi handle. */
+/* Everything about a transfer that is the same for every request. */
 static void
-start_request(PcqRequest *req)
+set_transfer_options(CURL *easy, PcqRequest *req)
 {
-	CURL	   *easy;
+	/* what pcqual's safety depends on */
+	SET_PROTOCOLS(easy, pcq_allow_http);
+	REQUIRE(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	REQUIRE(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	REQUIRE(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (pcq_is_set(pcq_ca_file))
+		REQUIRE(easy, CURLOPT_CAINFO, pcq_ca_file);
+	REQUIRE(easy, CURLOPT_URL, req->url);
+	REQUIRE(easy, CURLOPT_HTTPHEADER, req->transfer->headers);
+	REQUIRE(easy, CURLOPT_NOSIGNAL, 1L);
+	REQUIRE(easy, CURLOPT_TIMEOUT_MS, (long) pcq_timeout_ms);
+	REQUIRE(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) pcq_connect_timeout_ms);
+	REQUIRE(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) pcq_max_response_size);
+	REQUIRE(easy, CURLOPT_ERRORBUFFER, req->transfer->errbuf);
+	REQUIRE(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	REQUIRE(easy, CURLOPT_OPENSOCKETDATA, req->transfer);
+	REQUIRE(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	REQUIRE(easy, CURLOPT_WRITEFUNCTION, on_body);
+	REQUIRE(easy, CURLOPT_WRITEDATA, req);
+	REQUIRE(easy, CURLOPT_HEADERFUNCTION, on_header);
+	REQUIRE(easy, CURLOPT_HEADERDATA, req);
+	REQUIRE(easy, CURLOPT_PRIVATE, req);
+	if (req->post_body != NULL)
+	{
+		/* not COPYPOSTFIELDS: curl would keep a copy of secrets we wipe */
+		REQUIRE(easy, CURLOPT_POST, 1L);
+		REQUIRE(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req->post_body));
+		REQUIRE(easy, CURLOPT_POSTFIELDS, req->post_body);
+	}
+
+	/* what only makes it faster or friendlier */
+	OPTIONAL(easy, CURLOPT_USERAGENT, "pcqual/" PCQUAL_VERSION);
+	OPTIONAL(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	OPTIONAL(easy, CURLOPT_PIPEWAIT, 1L);
+	OPTIONAL(easy, CURLOPT_ACCEPT_ENCODING, "");
+}
+
+/* ---- the in-flight batch ---- */
+
+typedef struct Batch
+{
+	PcqRequest **in_flight;		/* slots; NULL where free */
+	int			nslots;
+	int			nin_flight;
+	List	   *waiting;		/* requests waiting to be retried */
+	int			ceiling;		/* what the caller asked for */
+	int			limit;			/* fewer while the service throttles */
+	TimestampTz limit_changed;
+} Batch;
+
+static int
+free_slot(Batch *batch)
+{
+	int			i;
+
+	for (i = 0; i < batch->nslots; i++)
+		if (batch->in_flight[i] == NULL)
+			return i;
+	elog(ERROR, "pcqual: no free transfer slot");
+	return -1;					/* keep the compiler quiet */
+}
+
+/* Give back curl's resources of one request; safe to call more than once. */
+static void
+release_transfer(Batch *batch, PcqRequest *req)
+{
+	PcqTransfer *transfer = req->transfer;
+
+	if (transfer == NULL)
+		return;
+	if (transfer->easy != NULL)
+	{
+		curl_multi_remove_handle(multi, transfer->easy);
+		curl_easy_cleanup(transfer->easy);
+	}
+	if (transfer->headers != NULL)
+		curl_slist_free_all(transfer->headers);
+	if (batch->in_flight[transfer->slot] == req)
+	{
+		batch->in_flight[transfer->slot] = NULL;
+		batch->nin_flight--;
+	}
+	pfree(transfer);
+	req->transfer = NULL;
+}
+
+/* Create a request's easy handle and hand it to the multi handle. */
+static void
+start_request(Batch *batch, PcqRequest *req)
+{
+	PcqTransfer *transfer;
 	CURLMcode	mrc;
 
+	check_url_allowed(req->url);
 	req->outcome = PCQ_PENDING;
 	req->status = 0;
 	req->body = NULL;
 	req->body_len = 0;
-	req->body_cap = 0;
 	req->content_type[0] = '\0';
 	req->retry_after[0] = '\0';
 	req->transport_error[0] = '\0';
 
-	easy = curl_easy_init();
-	if (easy == NULL)
+	transfer = MemoryContextAllocZero(body_context, sizeof(PcqTransfer));
+	transfer->slot = free_slot(batch);
+	req->transfer = transfer;
+	batch->in_flight[transfer->slot] = req;
+	batch->nin_flight++;
+
+	transfer->easy = curl_easy_init();
+	if (transfer->easy == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create an HTTP request handle")));
-	req->easy = easy;
 	build_headers(req);
-
-	curl_easy_setopt(easy, CURLOPT_URL, req->url);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, pcq_allow_http ? "http,https" : "https");
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, (struct curl_slist *) req->headers);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "pcqual/" PCQUAL_VERSION);
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) pcq_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) pcq_connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (pcq_ca_file != NULL && pcq_ca_file[0] != '\0')
-		curl_easy_setopt(easy, CURLOPT_CAINFO, pcq_ca_file);
-	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
-	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
-	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) pcq_max_response_size);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
-	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
-	if (req->form_body != NULL)
-		curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, req->form_body);
-
-	mrc = curl_multi_add_handle(multi, easy);
+	set_transfer_options(transfer->easy, req);
+	mrc = curl_multi_add_handle(multi, transfer->easy);
 	if (mrc != CURLM_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
@@ -340,73 +547,73 @@ start_request(PcqRequest *req)
 	req->attempts++;
 }
 
-/* Give back curl's resources of one request; safe to call more than once. */
-static void
-release_request(PcqRequest *req)
+static bool
+is_certificate_failure(CURLcode rc)
 {
-	if (req->easy != NULL)
-	{
-		curl_multi_remove_handle(multi, (CURL *) req->easy);
-		curl_easy_cleanup((CURL *) req->easy);
-		req->easy = NULL;
-	}
-	if (req->headers != NULL)
-	{
-		curl_slist_free_all((struct curl_slist *) req->headers);
-		req->headers = NULL;
-	}
+	return rc == CURLE_PEER_FAILED_VERIFICATION ||
+		rc == CURLE_SSL_CERTPROBLEM ||
+		rc == CURLE_SSL_CACERT_BADFILE ||
+		rc == CURLE_SSL_ISSUER_ERROR ||
+		rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
 }
 
-/* Record how a transfer ended, then release its handle. */
+/* curl's own words for a failed transfer: its error buffer, else the code's. */
 static void
-finish_request(PcqRequest *req, CURLcode rc)
+record_transport_error(PcqRequest *req, CURLcode rc)
 {
-	CURL	   *easy = (CURL *) req->easy;
+	PcqTransfer *transfer = req->transfer;
+	size_t		len;
 
-	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
+	if (transfer->fd_refused)
+		strlcpy(req->transport_error,
+				"no file descriptor to spare for a new connection (max_files_per_process)",
+				sizeof(req->transport_error));
+	else if (transfer->errbuf[0] != '\0')
+		strlcpy(req->transport_error, transfer->errbuf, sizeof(req->transport_error));
+	else
+		strlcpy(req->transport_error, curl_easy_strerror(rc),
+				sizeof(req->transport_error));
+	len = strlen(req->transport_error);
+	while (len > 0 && (req->transport_error[len - 1] == '\n' ||
+					   req->transport_error[len - 1] == '.'))
+		req->transport_error[--len] = '\0';
+}
+
+/*
+ * Record how a transfer ended, then release its handle.  Returns true when
+ * it failed only because no file descriptor was to be had: nothing was sent.
+ */
+static bool
+finish_request(Batch *batch, PcqRequest *req, CURLcode rc)
+{
+	bool		fd_refused = req->transfer->fd_refused && rc != CURLE_OK;
+
+	curl_easy_getinfo(req->transfer->easy, CURLINFO_RESPONSE_CODE, &req->status);
 	if (req->outcome == PCQ_TOO_LARGE || rc == CURLE_FILESIZE_EXCEEDED)
 		req->outcome = PCQ_TOO_LARGE;
 	else if (rc == CURLE_OK)
 		req->outcome = PCQ_ANSWERED;
 	else if (rc == CURLE_OPERATION_TIMEDOUT)
 		req->outcome = PCQ_TIMED_OUT;
+	else if (is_certificate_failure(rc))
+		req->outcome = PCQ_TLS_REFUSED;
 	else
 		req->outcome = PCQ_UNREACHABLE;
 
 	if (rc != CURLE_OK)
-		strlcpy(req->transport_error, curl_easy_strerror(rc),
-				sizeof(req->transport_error));
+		record_transport_error(req, rc);
 	if (req->body == NULL)
 	{
 		req->body = MemoryContextAllocZero(body_context, 1);
 		req->body_len = 0;
 	}
-	release_request(req);
+	else if (req->bearer != NULL)
+		pcq_redact(req->body, req->body_len, req->bearer);	/* an echo */
+	release_transfer(batch, req);
+	return fd_refused;
 }
 
-static WaitEventSet *
-build_wait_set(void)
-{
-	WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext, nwatched + 2);
-	int			i;
-
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	/* a single-user backend has no postmaster to watch */
-	if (IsUnderPostmaster)
-		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (i = 0; i < nwatched; i++)
-	{
-		uint32		events = 0;
-
-		if (watched[i].what & CURL_POLL_IN)
-			events |= WL_SOCKET_READABLE;
-		if (watched[i].what & CURL_POLL_OUT)
-			events |= WL_SOCKET_WRITEABLE;
-		AddWaitEventToSet(set, events, watched[i].fd, NULL, NULL);
-	}
-	watched_changed = false;
-	return set;
-}
+/* ---- waiting ---- */
 
 /* How long we may sleep: until curl's timer or the next retry is due. */
 static long
@@ -427,60 +634,98 @@ wait_budget_ms(TimestampTz next_retry)
 	return secs * 1000 + (usecs + 999) / 1000;
 }
 
+static void
+check_socket_callback(void)
+{
+	if (socket_callback_errno != 0)
+	{
+		errno = socket_callback_errno;
+		socket_callback_errno = 0;
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not watch a connection's socket: %m")));
+	}
+}
+
+/* Let curl act on the sockets epoll reports ready. */
+static void
+drive_ready_sockets(void)
+{
+	struct epoll_event events[MAX_SOCKET_EVENTS];
+	int			n;
+	int			i;
+	int			running;
+
+	n = epoll_wait(epoll_fd, events, lengthof(events), 0);
+	if (n < 0 && errno != EINTR)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not wait for connections: %m")));
+	for (i = 0; i < n; i++)
+	{
+		int			flags = 0;
+
+		if (events[i].events & (EPOLLIN | EPOLLHUP))
+			flags |= CURL_CSELECT_IN;
+		if (events[i].events & EPOLLOUT)
+			flags |= CURL_CSELECT_OUT;
+		if (events[i].events & EPOLLERR)
+			flags |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(multi, events[i].data.fd, flags, &running);
+	}
+}
+
 /*
  * Sleep until a socket is ready, curl's timer fires, a retry is due or the
  * latch is set; then let curl do its work.
  */
 static void
-wait_and_drive(WaitEventSet *set, TimestampTz next_retry)
+wait_and_drive(TimestampTz next_retry)
 {
-	WaitEvent	events[64];
+	WaitEvent	events[3];
 	int			nevents;
-	int			running;
 	int			i;
+	int			running;
 
-	nevents = WaitEventSetWait(set, wait_budget_ms(next_retry), events,
+	nevents = WaitEventSetWait(wait_set, wait_budget_ms(next_retry), events,
 							   lengthof(events), PG_WAIT_EXTENSION);
 	for (i = 0; i < nevents; i++)
 	{
-		int			flags = 0;
-
 		if (events[i].events & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
-			continue;
 		}
-		if (events[i].events & WL_SOCKET_READABLE)
-			flags |= CURL_CSELECT_IN;
-		if (events[i].events & WL_SOCKET_WRITEABLE)
-			flags |= CURL_CSELECT_OUT;
-		if (flags != 0)
-			curl_multi_socket_action(multi, events[i].fd, flags, &running);
+		else if (events[i].events & WL_SOCKET_READABLE)
+			drive_ready_sockets();
 	}
 	if (timer_armed && timer_deadline <= GetCurrentTimestamp())
 	{
 		timer_armed = false;
 		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	}
+	check_socket_callback();
 }
+
+/* ---- retries and throttling ---- */
 
 /* DEBUG1 line per attempt: lets a DBA see throttling without a trace. */
 static void
 log_attempt(const PcqRequest *req, long retry_in_ms)
 {
-	char		retry[64] = "final";
+	const char *what = req->subject == PCQ_SUBJECT_CUSTOMER ? req->subject_id :
+		req->subject == PCQ_SUBJECT_TOKEN ? "token request" : "list request";
 
-	if (retry_in_ms >= 0)
-		snprintf(retry, sizeof(retry), "retry in %ld ms", retry_in_ms);
 	if (req->outcome == PCQ_ANSWERED)
-		elog(DEBUG1, "pcqual: %s attempt %d: HTTP %ld, %s, MS-RequestId %s",
-			 req->tenant ? req->tenant : "token request", req->attempts,
-			 req->status, retry, req->request_id);
+		elog(DEBUG1, "pcqual: %s attempt %d: HTTP %ld, %s%ld ms, MS-RequestId %s",
+			 what, req->attempts, req->status,
+			 retry_in_ms >= 0 ? "retry in " : "final, ", Max(retry_in_ms, 0),
+			 req->request_id);
 	else
-		elog(DEBUG1, "pcqual: %s attempt %d: %s, %s, MS-RequestId %s",
-			 req->tenant ? req->tenant : "token request", req->attempts,
-			 req->transport_error, retry, req->request_id);
+		elog(DEBUG1, "pcqual: %s attempt %d: %s, %s%ld ms, MS-RequestId %s",
+			 what, req->attempts, req->transport_error,
+			 retry_in_ms >= 0 ? "retry in " : "final, ", Max(retry_in_ms, 0),
+			 req->request_id);
 }
 
 /*
@@ -488,73 +733,60 @@ log_attempt(const PcqRequest *req, long retry_in_ms)
  * earliest of those still waiting is due, or 0 when none waits.
  */
 static TimestampTz
-start_due_retries(PcqRequest **waiting, int *nwaiting, int *in_flight,
-				  int max_in_flight)
+start_due_retries(Batch *batch)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz earliest = 0;
-	int			i = 0;
+	ListCell   *lc;
 
-	while (i < *nwaiting)
+	foreach(lc, batch->waiting)
 	{
-		PcqRequest *req = waiting[i];
+		PcqRequest *req = lfirst(lc);
 
-		if (req->not_before <= now && *in_flight < max_in_flight)
+		if (req->not_before <= now && batch->nin_flight < batch->limit)
 		{
-			waiting[i] = waiting[--(*nwaiting)];
-			start_request(req);
-			(*in_flight)++;
+			batch->waiting = foreach_delete_current(batch->waiting, lc);
+			start_request(batch, req);
 			continue;
 		}
 		if (earliest == 0 || req->not_before < earliest)
 			earliest = req->not_before;
-		i++;
 	}
 	return earliest;
 }
 
 /*
- * The in-flight limit of a batch.  A 429 halves it, so that a throttled
- * partner stops hammering the service; it then grows back by one for every
+ * A 429 halves the in-flight limit, so that a throttled partner stops
+ * hammering the service; it then grows back by one for every
  * THROTTLE_RECOVERY_MS without a 429 (additive increase, multiplicative
  * decrease).
  */
 #define THROTTLE_RECOVERY_MS 1000
 
-typedef struct InFlightLimit
-{
-	int			ceiling;		/* what the caller asked for */
-	int			current;
-	TimestampTz last_change;
-} InFlightLimit;
-
 static void
-adapt_in_flight_limit(InFlightLimit *limit, const PcqRequest *req)
+adapt_in_flight_limit(Batch *batch, const PcqRequest *req)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (req->outcome == PCQ_ANSWERED && req->status == 429)
 	{
-		if (limit->current > 1)
+		if (batch->limit > 1)
 			elog(DEBUG1, "pcqual: throttled, at most %d requests in flight",
-				 Max(limit->current / 2, 1));
-		limit->current = Max(limit->current / 2, 1);
-		limit->last_change = now;
+				 Max(batch->limit / 2, 1));
+		batch->limit = Max(batch->limit / 2, 1);
+		batch->limit_changed = now;
 	}
-	else if (limit->current < limit->ceiling &&
-			 TimestampDifferenceExceeds(limit->last_change, now, THROTTLE_RECOVERY_MS))
+	else if (batch->limit < batch->ceiling &&
+			 TimestampDifferenceExceeds(batch->limit_changed, now, THROTTLE_RECOVERY_MS))
 	{
-		limit->current++;
-		limit->last_change = now;
+		batch->limit++;
+		batch->limit_changed = now;
 	}
 }
 
-/*
- * A transfer ended: record it, and either queue it for a retry or leave it
- * final.  Returns true when it was queued.
- */
+/* Queue a finished request for a retry when retry.c says so. */
 static bool
-requeue_if_retryable(PcqRequest *req, PcqRequest **waiting, int *nwaiting)
+requeue_if_retryable(Batch *batch, PcqRequest *req)
 {
 	long		delay = pcq_retry_delay_ms(req);
 
@@ -565,89 +797,270 @@ requeue_if_retryable(PcqRequest *req, PcqRequest **waiting, int *nwaiting)
 	if (req->body != NULL)
 		pfree(req->body);
 	req->body = NULL;
-	waiting[(*nwaiting)++] = req;
+	batch->waiting = lappend(batch->waiting, req);
 	return true;
 }
 
 /*
- * Run a batch of requests to completion, at most max_in_flight at a time
- * (fewer while the service throttles), retrying each as retry.c says.  When
- * a request is final, done(req, done_arg) is called: it may consume and free
- * the body, or raise an ERROR, which abandons the requests still in flight
- * cleanly.  Nothing here judges the final HTTP status.  Bodies are allocated
- * in the caller's context.
+ * No file descriptor was to be had for a new connection: a local limit
+ * (max_files_per_process, shared with postgres_fdw and dblink), not a
+ * failure of the service.  Keep no more in flight than now, and send the
+ * request again, without counting an attempt, when one of them is done.
+ * With nothing in flight, waiting would not help: then it fails.
+ */
+static void
+wait_for_a_descriptor(Batch *batch, PcqRequest *req)
+{
+	req->attempts--;
+	batch->limit = Max(batch->nin_flight, 1);
+	batch->limit_changed = GetCurrentTimestamp();
+	req->not_before = batch->limit_changed;
+	if (req->body != NULL)
+		pfree(req->body);
+	req->body = NULL;
+	batch->waiting = lappend(batch->waiting, req);
+	elog(DEBUG1, "pcqual: no file descriptor for another connection, at most %d requests in flight",
+		 batch->limit);
+}
+
+/* Hand every finished transfer to its retry or to the caller. */
+static void
+collect_finished(Batch *batch, PcqRequestDone done, void *arg)
+{
+	CURLMsg    *msg;
+	int			queued;
+
+	while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
+	{
+		PcqRequest *req;
+		CURLcode	rc = msg->data.result;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+		if (finish_request(batch, req, rc) && batch->nin_flight > 0)
+		{
+			wait_for_a_descriptor(batch, req);
+			continue;
+		}
+		adapt_in_flight_limit(batch, req);
+		if (!requeue_if_retryable(batch, req) && done != NULL)
+			done(req, arg);
+	}
+}
+
+/* Start new requests while there is room, and while few wait for retries. */
+static bool
+start_new_requests(Batch *batch, PcqNextRequest next, void *arg)
+{
+	while (batch->nin_flight < batch->limit &&
+		   list_length(batch->waiting) < batch->ceiling)
+	{
+		PcqRequest *req;
+
+		CHECK_FOR_INTERRUPTS();
+		req = next(arg);
+		if (req == NULL)
+			return false;
+		start_request(batch, req);
+	}
+	return true;
+}
+
+/*
+ * Run a batch to completion: requests come from next(arg) as slots free, at
+ * most max_in_flight at a time (fewer while the service throttles), each
+ * retried as retry.c says.  When a request is final, done(req, arg) is
+ * called: it may consume and free the request and its body, or raise an
+ * ERROR, which abandons the requests still in flight cleanly.  Nothing here
+ * judges the final HTTP status.  Bodies are allocated in the caller's
+ * memory context.
  */
 void
-pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight,
-			 PcqRequestDone done, void *done_arg)
+pcq_http_run(PcqNextRequest next, PcqRequestDone done, void *arg,
+			 int max_in_flight)
 {
-	WaitEventSet *volatile set = NULL;
 	MemoryContext volatile saved_body_context = body_context;
-	PcqRequest **waiting;
-	int			nwaiting = 0;
-	int			next = 0;
-	int			in_flight = 0;
-	InFlightLimit limit;
-	int			i;
+	Batch		batch = {0};
+	volatile bool more = true;
 
-	for (i = 0; i < nreqs; i++)
-		check_url_allowed(reqs[i]->url);
 	ensure_transport();
-	waiting = palloc(sizeof(PcqRequest *) * Max(nreqs, 1));
-	limit.ceiling = limit.current = Max(max_in_flight, 1);
-	limit.last_change = 0;
+	batch.ceiling = batch.limit = Max(max_in_flight, 1);
+	batch.nslots = batch.ceiling;
+	batch.in_flight = palloc0(sizeof(PcqRequest *) * batch.nslots);
 	body_context = CurrentMemoryContext;
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) pcq_max_idle_connections);
 
 	PG_TRY();
 	{
-		while (next < nreqs || in_flight > 0 || nwaiting > 0)
+		for (;;)
 		{
 			TimestampTz next_retry;
-			CURLMsg    *msg;
-			int			queued;
 
 			CHECK_FOR_INTERRUPTS();
-			next_retry = start_due_retries(waiting, &nwaiting, &in_flight,
-										   limit.current);
-			while (next < nreqs && in_flight < limit.current)
-			{
-				start_request(reqs[next++]);
-				in_flight++;
-			}
-			if (set == NULL || watched_changed)
-			{
-				if (set != NULL)
-					FreeWaitEventSet(set);
-				set = NULL;
-				set = build_wait_set();
-			}
-			wait_and_drive(set, in_flight < limit.current ? next_retry : 0);
-
-			while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
-			{
-				PcqRequest *req;
-
-				if (msg->msg != CURLMSG_DONE)
-					continue;
-				curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
-				finish_request(req, msg->data.result);
-				in_flight--;
-				adapt_in_flight_limit(&limit, req);
-				if (!requeue_if_retryable(req, waiting, &nwaiting) && done != NULL)
-					done(req, done_arg);
-			}
+			next_retry = start_due_retries(&batch);
+			if (more)
+				more = start_new_requests(&batch, next, arg);
+			if (!more && batch.nin_flight == 0 && batch.waiting == NIL)
+				break;
+			wait_and_drive(batch.nin_flight < batch.limit ? next_retry : 0);
+			collect_finished(&batch, done, arg);
 		}
 	}
 	PG_FINALLY();
 	{
-		for (i = 0; i < nreqs; i++)
-			release_request(reqs[i]);
-		if (set != NULL)
-			FreeWaitEventSet(set);
+		int			i;
+
+		for (i = 0; i < batch.nslots; i++)
+			if (batch.in_flight[i] != NULL)
+				release_transfer(&batch, batch.in_flight[i]);
 		body_context = saved_body_context;
 	}
 	PG_END_TRY();
-	pfree(waiting);
+	pfree(batch.in_flight);
+	list_free(batch.waiting);
+}
+
+static PcqRequest *
+next_of_one(void *arg)
+{
+	PcqRequest **req = (PcqRequest **) arg;
+	PcqRequest *result = *req;
+
+	*req = NULL;
+	return result;
+}
+
+/* Run one request, with its retries; its final answer stays in req. */
+void
+pcq_http_run_one(PcqRequest *req)
+{
+	PcqRequest *pending = req;
+
+	pcq_http_run(next_of_one, NULL, &pending, 1);
+}
+
+/* ---- the backend's transport ---- */
+
+/*
+ * Drop every cached connection; returns how many were open.  The next
+ * request builds a new multi handle.
+ */
+int
+pcq_http_disconnect(void)
+{
+	int			closed = open_sockets;
+
+	if (multi != NULL)
+	{
+		curl_multi_cleanup(multi);
+		multi = NULL;
+		release_wakeup_fds();
+	}
+	timer_armed = false;
+	return closed - open_sockets;
+}
+
+static void
+transport_exit(int code, Datum arg)
+{
+	(void) pcq_http_disconnect();
+	if (epoll_fd >= 0)
+	{
+		close(epoll_fd);
+		ReleaseExternalFD();
+		epoll_fd = -1;
+	}
+}
+
+/*
+ * Say once per backend when names are resolved synchronously: a slow DNS
+ * server then delays cancellation until the lookup ends.
+ */
+static void
+note_resolver(void)
+{
+	curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+
+	if (!(info->features & CURL_VERSION_ASYNCHDNS))
+		ereport(LOG,
+				(errmsg("pcqual: libcurl %s has no asynchronous resolver", info->version),
+				 errdetail("A cancel or statement_timeout waits for a name lookup in progress to end (at most pcqual.connect_timeout).")));
+}
+
+static void
+create_wait_set(void)
+{
+	if (!AcquireExternalFD())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not reserve a file descriptor for pcqual's connections"),
+				 errhint("Raise max_files_per_process.")));
+	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (epoll_fd < 0)
+	{
+		ReleaseExternalFD();
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not create an epoll set: %m")));
+	}
+	wait_set = CreateSessionWaitEventSet(3);
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	/* a single-user backend has no postmaster to watch */
+	if (IsUnderPostmaster)
+		AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, epoll_fd, NULL, NULL);
+}
+
+/*
+ * From 7.68.0 a multi handle owns a socket pair for curl_multi_wakeup(),
+ * opened without our open-socket callback: count it too.
+ */
+#if LIBCURL_VERSION_NUM >= 0x074400
+#define MULTI_WAKEUP_FDS 2
+#else
+#define MULTI_WAKEUP_FDS 0
+#endif
+
+static void
+reserve_wakeup_fds(void)
+{
+	int			i;
+
+	for (i = 0; i < MULTI_WAKEUP_FDS; i++)
+		ReserveExternalFD();
+}
+
+static void
+release_wakeup_fds(void)
+{
+	int			i;
+
+	for (i = 0; i < MULTI_WAKEUP_FDS; i++)
+		ReleaseExternalFD();
+}
+
+static void
+create_multi(void)
+{
+	CURLM	   *m = curl_multi_init();
+
+	if (m == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create an HTTP transfer handle")));
+	if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+		curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK)
+	{
+		curl_multi_cleanup(m);
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("libcurl refused pcqual's socket or timer callback")));
+	}
+	if (curl_multi_setopt(m, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX) != CURLM_OK)
+		elog(DEBUG1, "pcqual: libcurl refused CURLMOPT_PIPELINING; no HTTP/2 multiplexing");
+	multi = m;
+	reserve_wakeup_fds();
 }
 
 /*
@@ -658,19 +1071,19 @@ pcq_http_run(PcqRequest **reqs, int nreqs, int max_in_flight,
 static void
 ensure_transport(void)
 {
-	if (multi != NULL)
-		return;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("could not initialize libcurl")));
-	multi = curl_multi_init();
+	static bool initialised = false;
+
+	if (!initialised)
+	{
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("could not initialize libcurl")));
+		note_resolver();
+		create_wait_set();
+		on_proc_exit(transport_exit, (Datum) 0);
+		initialised = true;
+	}
 	if (multi == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("could not create an HTTP transfer handle")));
-	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
-	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
-	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) (MAX_WATCHED_SOCKETS / 2));
+		create_multi();
 }

@@ -13,6 +13,8 @@
 #include "postgres.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
+#include <malloc.h>
 #include <math.h>
 
 #include "mb/pg_wchar.h"
@@ -21,11 +23,31 @@
 
 #include "pcqual.h"
 
+/* cJSON_ParseWithLengthOpts is 1.7.13's. */
+#if CJSON_VERSION_MAJOR < 1 || (CJSON_VERSION_MAJOR == 1 && \
+	(CJSON_VERSION_MINOR < 7 || (CJSON_VERSION_MINOR == 7 && CJSON_VERSION_PATCH < 13)))
+#error "pcqual needs cJSON 1.7.13 or later"
+#endif
+
+/* ---- differences between PostgreSQL versions ---- */
+#if PG_VERSION_NUM >= 160000
+static inline int
+decode_date_time(char **field, int *ftype, int nf, int *dtype,
+				 struct pg_tm *tm, fsec_t *fsec, int *tzp)
+{
+	DateTimeErrorExtra extra;
+
+	return DecodeDateTime(field, ftype, nf, dtype, tm, fsec, tzp, &extra);
+}
+#else
+#define decode_date_time DecodeDateTime
+#endif
+
+static void describe_invalid_json(size_t len, size_t error_offset, char **problem);
+static bool is_header_token(const char *s);
+
 /* Longest token lifetime believed. */
 #define MAX_TOKEN_LIFETIME_SECS 86400.0
-
-/* Longest service-provided text we put into a message. */
-#define MAX_MESSAGE_TEXT 300
 
 /*
  * Parse a whole body as JSON.  The body is NUL-terminated; parsing it with
@@ -128,7 +150,7 @@ pcq_parse_iso8601(const char *text, TimestampTz *result)
 	local[zone] = '\0';
 	if (ParseDateTime(local, workbuf, sizeof(workbuf), field, ftype,
 					  MAXDATEFIELDS, &nf) != 0 ||
-		DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 ||
+		decode_date_time(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 ||
 		dtype != DTK_DATE)
 		return false;
 
@@ -234,11 +256,12 @@ qualification_from_item(const cJSON *item, int index, char **problem)
 
 /*
  * The list of items in any of the body shapes the service has used: a bare
- * array, {"qualifications": [...]}, the {"items": [...]} collection
- * envelope, or a single object.
+ * array, {wrapper: [...]}, the {"items": [...]} collection envelope, or a
+ * single object recognised by its key.
  */
 static const cJSON *
-find_items(const cJSON *root, bool *single, char **problem)
+find_items(const cJSON *root, const char *wrapper, const char *key,
+		   bool *single, char **problem)
 {
 	const cJSON *list;
 
@@ -250,7 +273,7 @@ find_items(const cJSON *root, bool *single, char **problem)
 		*problem = psprintf("the body is %s, not an array or object", json_type_name(root));
 		return NULL;
 	}
-	list = cJSON_GetObjectItem(root, "qualifications");
+	list = cJSON_GetObjectItem(root, wrapper);
 	if (list == NULL)
 		list = cJSON_GetObjectItem(root, "items");
 	if (list != NULL)
@@ -262,100 +285,210 @@ find_items(const cJSON *root, bool *single, char **problem)
 		}
 		return list;
 	}
-	if (cJSON_GetObjectItem(root, "qualification") != NULL)
+	if (cJSON_GetObjectItem(root, key) != NULL)
 	{
 		*single = true;
 		return root;
 	}
-	*problem = pstrdup("the body has neither \"items\", \"qualifications\" nor \"qualification\"");
+	*problem = psprintf("the body has neither \"items\", \"%s\" nor \"%s\"", wrapper, key);
 	return NULL;
 }
 
+/* Parses one item of a collection; NULL with *problem set when it is bad. */
+typedef void *(*ItemParser) (const cJSON *item, int index, char **problem);
+
 static List *
-qualifications_from_json(const cJSON *root, char **problem)
+items_from_json(const cJSON *root, const char *wrapper, const char *key,
+				ItemParser parse_item, char **problem)
 {
 	const cJSON *items;
 	const cJSON *item;
 	bool		single;
-	List	   *rows = NIL;
+	List	   *result = NIL;
 	int			index = 0;
 
-	items = find_items(root, &single, problem);
+	items = find_items(root, wrapper, key, &single, problem);
 	if (items == NULL)
 		return NIL;
 	if (single)
 	{
-		PcqQualification *q = qualification_from_item(items, 1, problem);
+		void	   *one = parse_item(items, 1, problem);
 
-		return q ? list_make1(q) : NIL;
+		return one ? list_make1(one) : NIL;
 	}
 	cJSON_ArrayForEach(item, items)
 	{
-		PcqQualification *q = qualification_from_item(item, ++index, problem);
+		void	   *one = parse_item(item, ++index, problem);
 
-		if (q == NULL)
+		if (one == NULL)
 			return NIL;
-		rows = lappend(rows, q);
+		result = lappend(result, one);
 	}
-	return rows;
+	return result;
 }
 
 /*
- * A customer's qualifications, in the order the service sent them.  On a
- * bad body, returns NIL and sets *problem; an empty collection returns NIL
- * and leaves *problem NULL.
+ * The items of a collection body in any shape find_items() knows, in the
+ * order the service sent them.  On a bad body, returns NIL and sets
+ * *problem; an empty collection returns NIL and leaves *problem NULL.
  */
-List *
-pcq_parse_qualifications(const char *body, size_t len, char **problem)
+static List *
+parse_item_list(const char *body, size_t len, const char *wrapper,
+				const char *key, ItemParser parse_item, char **problem)
 {
 	cJSON	   *root;
 	size_t		error_offset;
-	List	   *rows = NIL;
+	List	   *volatile result = NIL;
 
 	*problem = NULL;
 	root = parse_json(body, len, &error_offset);
 	if (root == NULL)
 	{
-		if (len == 0)
-			*problem = pstrdup("the body is empty");
-		else
-			*problem = psprintf("the body is not valid JSON (at byte %zu of %zu)",
-								error_offset, len);
+		describe_invalid_json(len, error_offset, problem);
 		return NIL;
 	}
 	PG_TRY();
 	{
-		rows = qualifications_from_json(root, problem);
+		result = items_from_json(root, wrapper, key, parse_item, problem);
 	}
 	PG_FINALLY();
 	{
 		cJSON_Delete(root);
 	}
 	PG_END_TRY();
-	return rows;
+	return result;
 }
 
-/* Service text fit for a message: valid, one line, not too long. */
+static void *
+qualification_item(const cJSON *item, int index, char **problem)
+{
+	return qualification_from_item(item, index, problem);
+}
+
+/* A customer's qualifications, in the order the service sent them. */
+List *
+pcq_parse_qualifications(const char *body, size_t len, char **problem)
+{
+	return parse_item_list(body, len, "qualifications", "qualification",
+						   qualification_item, problem);
+}
+
+/*
+ * The escaped form of a character that must not reach a message as is: C0
+ * and C1 controls (CR, LF, ESC among them), DEL, Unicode line separators
+ * and bidirectional overrides.  Returns the bytes it covers, 0 for none.
+ */
+static int
+unsafe_char_length(const unsigned char *p, size_t left, bool valid)
+{
+	if (*p < 0x20 || *p == 0x7f)
+		return 1;
+	if (*p < 0x80)
+		return 0;
+	if (!valid)
+		return 1;				/* not text in the server encoding */
+	if (GetDatabaseEncoding() != PG_UTF8)
+		return 0;
+	if (left >= 2 && p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+		return 2;				/* U+0080..U+009F */
+	if (left >= 3 && p[0] == 0xe2 &&
+		((p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) ||	/* U+2028..U+202E */
+		 (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)))	/* U+2066..U+2069 */
+		return 3;
+	return 0;
+}
+
+/*
+ * Text from the service, fit to quote in a message: one line, no control
+ * or direction-changing characters (each shown as \xNN escapes), and at
+ * most PCQ_MAX_QUOTED_TEXT bytes of it.
+ */
+char *
+pcq_quotable_text(const char *text, size_t len)
+{
+	StringInfoData buf;
+	bool		valid = pg_verify_mbstr(GetDatabaseEncoding(), text, len, true);
+	size_t		keep = len;
+	size_t		i = 0;
+
+	if (len > PCQ_MAX_QUOTED_TEXT)
+		keep = valid ? pg_mbcliplen(text, len, PCQ_MAX_QUOTED_TEXT) : PCQ_MAX_QUOTED_TEXT;
+	initStringInfo(&buf);
+	while (i < keep)
+	{
+		const unsigned char *p = (const unsigned char *) text + i;
+		int			unsafe = unsafe_char_length(p, keep - i, valid);
+		int			k;
+
+		if (unsafe == 0)
+		{
+			appendStringInfoChar(&buf, (char) *p);
+			i++;
+			continue;
+		}
+		for (k = 0; k < unsafe; k++)
+			appendStringInfo(&buf, "\\x%02X", p[k]);
+		i += unsafe;
+	}
+	if (keep < len)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
+
+/* Overwrite every occurrence of needle (len bytes) in buf with asterisks. */
+static void
+redact_occurrences(char *buf, size_t buflen, const char *needle, size_t len)
+{
+	char	   *at = buf;
+
+	if (len == 0)
+		return;
+	while ((at = memmem(at, buflen - (at - buf), needle, len)) != NULL)
+	{
+		memset(at, '*', len);
+		at += len;
+	}
+}
+
+/*
+ * Overwrite a secret wherever a body quotes it back, before anything of the
+ * body is parsed or quoted: as sent, percent-encoded as in a form, and with
+ * JSON's escaped solidus.  Shorter secrets than four bytes are not looked
+ * for (they would blank ordinary words).
+ */
+void
+pcq_redact(char *body, size_t len, const char *secret)
+{
+	StringInfoData variant;
+	const char *p;
+
+	if (body == NULL || secret == NULL || strlen(secret) < 4)
+		return;
+	redact_occurrences(body, len, secret, strlen(secret));
+	initStringInfo(&variant);
+	pcq_append_percent_encoded(&variant, secret);
+	redact_occurrences(body, len, variant.data, variant.len);
+	resetStringInfo(&variant);
+	for (p = secret; *p; p++)
+	{
+		if (*p == '/')
+			appendStringInfoChar(&variant, '\\');
+		appendStringInfoChar(&variant, *p);
+	}
+	redact_occurrences(body, len, variant.data, variant.len);
+	explicit_bzero(variant.data, variant.maxlen);
+	pfree(variant.data);
+}
+
+/* Service text fit for a message, or NULL when it is not a non-empty string. */
 static char *
 message_text(const cJSON *value)
 {
 	char	   *text;
-	char	   *p;
-	size_t		len;
 
-	if (!cJSON_IsString(value) || (text = json_text(value)) == NULL)
+	if (!cJSON_IsString(value) || (text = json_text(value)) == NULL || text[0] == '\0')
 		return NULL;
-	for (p = text; *p; p++)
-		if ((unsigned char) *p < 0x20)
-			*p = ' ';
-	len = strlen(text);
-	if (len > MAX_MESSAGE_TEXT)
-	{
-		len = pg_mbcliplen(text, len, MAX_MESSAGE_TEXT);
-		text[len] = '\0';
-		text = psprintf("%s...", text);
-	}
-	return len > 0 ? text : NULL;
+	return pcq_quotable_text(text, strlen(text));
 }
 
 static char *
@@ -379,7 +512,7 @@ error_fields(const cJSON *obj, char **code, char **text)
 	*code = code_text(cJSON_GetObjectItem(obj, "code"));
 	if (*code == NULL && cJSON_IsString(nested))
 		*code = message_text(nested);
-	for (i = 0; i < lengthof(text_keys) && *text == NULL; i++)
+	for (i = 0; i < (int) lengthof(text_keys) && *text == NULL; i++)
 		*text = message_text(cJSON_GetObjectItem(obj, text_keys[i]));
 }
 
@@ -451,32 +584,269 @@ is_header_token(const char *s)
 	return true;
 }
 
+/* free() for cJSON that first overwrites what it frees: tokens live there. */
+static void
+wiping_free(void *p)
+{
+	if (p != NULL)
+	{
+		explicit_bzero(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+static void
+token_answer_from_json(const cJSON *root, PcqTokenAnswer *answer)
+{
+	const cJSON *token = cJSON_GetObjectItem(root, "access_token");
+	const cJSON *refresh = cJSON_GetObjectItem(root, "refresh_token");
+
+	if (cJSON_IsString(token) && is_header_token(token->valuestring))
+		answer->access_token = pstrdup(token->valuestring);
+	else if (cJSON_IsString(token))
+		answer->access_token_unusable = true;
+	if (cJSON_IsString(refresh) && is_header_token(refresh->valuestring))
+		answer->refresh_token = pstrdup(refresh->valuestring);
+	answer->expires_in = expires_in_seconds(cJSON_GetObjectItem(root, "expires_in"));
+	answer->error = message_text(cJSON_GetObjectItem(root, "error"));
+	answer->error_description =
+		message_text(cJSON_GetObjectItem(root, "error_description"));
+}
+
 /* Azure AD's answer to a token request, success or error. */
 void
 pcq_parse_token_answer(const char *body, size_t len, PcqTokenAnswer *answer)
 {
-	cJSON	   *root;
+	cJSON	   *volatile root = NULL;
 	size_t		error_offset;
+	cJSON_Hooks wiping = {malloc, wiping_free};
 
 	memset(answer, 0, sizeof(*answer));
 	answer->expires_in = -1;
-	root = parse_json(body, len, &error_offset);
-	if (root == NULL)
-		return;
+
+	/*
+	 * cJSON's copies of the tokens are wiped when it frees them.  The hooks
+	 * are cJSON's global state: set them for this parse only.
+	 */
+	cJSON_InitHooks(&wiping);
 	PG_TRY();
 	{
-		const cJSON *token = cJSON_GetObjectItem(root, "access_token");
+		root = parse_json(body, len, &error_offset);
+		if (root != NULL)
+			token_answer_from_json(root, answer);
+	}
+	PG_FINALLY();
+	{
+		cJSON_Delete(root);
+		cJSON_InitHooks(NULL);
+	}
+	PG_END_TRY();
+}
 
-		if (cJSON_IsString(token) && is_header_token(token->valuestring))
-			answer->access_token = pstrdup(token->valuestring);
-		answer->expires_in = expires_in_seconds(cJSON_GetObjectItem(root, "expires_in"));
-		answer->error = message_text(cJSON_GetObjectItem(root, "error"));
-		answer->error_description =
-			message_text(cJSON_GetObjectItem(root, "error_description"));
+/* ---- customers and validation codes ---- */
+
+/* An optional integer field: absent or null leaves *has false. */
+static bool
+optional_int(const cJSON *item, const char *key, int index, bool *has,
+			 int *out, char **problem)
+{
+	const cJSON *value = cJSON_GetObjectItem(item, key);
+
+	*has = false;
+	if (value == NULL || cJSON_IsNull(value))
+		return true;
+	if (!cJSON_IsNumber(value) || value->valuedouble != floor(value->valuedouble) ||
+		value->valuedouble < INT_MIN || value->valuedouble > INT_MAX)
+	{
+		*problem = psprintf("item %d: \"%s\" is not an integer", index, key);
+		return false;
+	}
+	*out = (int) value->valuedouble;
+	*has = true;
+	return true;
+}
+
+static PcqCustomer *
+customer_from_item(const cJSON *item, int index, char **problem)
+{
+	PcqCustomer *c = palloc0(sizeof(PcqCustomer));
+	const cJSON *profile = cJSON_GetObjectItem(item, "companyProfile");
+
+	if (!cJSON_IsObject(item))
+	{
+		*problem = psprintf("item %d is %s, not an object", index, json_type_name(item));
+		return NULL;
+	}
+	if (profile != NULL && !cJSON_IsNull(profile) && !cJSON_IsObject(profile))
+	{
+		*problem = psprintf("item %d: \"companyProfile\" is not an object", index);
+		return NULL;
+	}
+	if (!cJSON_IsObject(profile))
+		profile = NULL;
+	if ((profile != NULL &&
+		 !optional_text(profile, "tenantId", index, &c->tenant_id, problem)) ||
+		(c->tenant_id == NULL &&
+		 !optional_text(item, "id", index, &c->tenant_id, problem)))
+		return NULL;
+	if (c->tenant_id == NULL || !pcq_is_guid(c->tenant_id))
+	{
+		*problem = psprintf("item %d has no GUID in \"companyProfile.tenantId\" or \"id\"", index);
+		return NULL;
+	}
+	if ((profile != NULL &&
+		 (!optional_text(profile, "companyName", index, &c->company_name, problem) ||
+		  !optional_text(profile, "domain", index, &c->domain, problem))) ||
+		!optional_text(item, "relationshipToPartner", index, &c->relationship, problem))
+		return NULL;
+	return c;
+}
+
+/*
+ * The MS-ContinuationToken of links.next, or NULL when there is no next
+ * page.  A next link without a usable token is a problem: following it
+ * would restart the list.
+ */
+static bool
+continuation_token(const cJSON *root, char **token, char **problem)
+{
+	const cJSON *links = cJSON_GetObjectItem(root, "links");
+	const cJSON *next = cJSON_IsObject(links) ? cJSON_GetObjectItem(links, "next") : NULL;
+	const cJSON *headers;
+	const cJSON *header;
+
+	*token = NULL;
+	if (next == NULL || cJSON_IsNull(next))
+		return true;
+	headers = cJSON_GetObjectItem(next, "headers");
+	if (!cJSON_IsArray(headers))
+		headers = NULL;
+	cJSON_ArrayForEach(header, headers)
+	{
+		const cJSON *key = cJSON_GetObjectItem(header, "key");
+		const cJSON *value = cJSON_GetObjectItem(header, "value");
+
+		if (cJSON_IsString(key) && pg_strcasecmp(key->valuestring, "MS-ContinuationToken") == 0 &&
+			cJSON_IsString(value) && is_header_token(value->valuestring))
+		{
+			*token = pstrdup(value->valuestring);
+			return true;
+		}
+	}
+	*problem = pstrdup("\"links.next\" has no usable MS-ContinuationToken header");
+	return false;
+}
+
+static bool
+customer_page_from_json(const cJSON *root, PcqCustomerPage *page, char **problem)
+{
+	const cJSON *items;
+	const cJSON *item;
+	int			index = 0;
+
+	if (!cJSON_IsObject(root))
+	{
+		*problem = psprintf("the body is %s, not an object", json_type_name(root));
+		return false;
+	}
+	items = cJSON_GetObjectItem(root, "items");
+	if (!cJSON_IsArray(items))
+	{
+		*problem = pstrdup("the body has no \"items\" array");
+		return false;
+	}
+	cJSON_ArrayForEach(item, items)
+	{
+		PcqCustomer *c = customer_from_item(item, ++index, problem);
+
+		if (c == NULL)
+			return false;
+		page->customers = lappend(page->customers, c);
+	}
+	return continuation_token(root, &page->continuation_token, problem);
+}
+
+static void
+describe_invalid_json(size_t len, size_t error_offset, char **problem)
+{
+	if (len == 0)
+		*problem = pstrdup("the body is empty");
+	else
+		*problem = psprintf("the body is not valid JSON (at byte %zu of %zu)",
+							error_offset, len);
+}
+
+/* One page of GET /v1/customers; false with *problem on a bad body. */
+bool
+pcq_parse_customer_page(const char *body, size_t len, PcqCustomerPage *page,
+						char **problem)
+{
+	cJSON	   *root;
+	size_t		error_offset;
+	volatile bool ok = false;
+
+	memset(page, 0, sizeof(*page));
+	*problem = NULL;
+	root = parse_json(body, len, &error_offset);
+	if (root == NULL)
+	{
+		describe_invalid_json(len, error_offset, problem);
+		return false;
+	}
+	PG_TRY();
+	{
+		ok = customer_page_from_json(root, page, problem);
 	}
 	PG_FINALLY();
 	{
 		cJSON_Delete(root);
 	}
 	PG_END_TRY();
+	return ok;
+}
+
+static PcqValidationCode *
+validation_code_from_item(const cJSON *item, int index, char **problem)
+{
+	PcqValidationCode *v = palloc0(sizeof(PcqValidationCode));
+	const cJSON *id;
+
+	if (!cJSON_IsObject(item))
+	{
+		*problem = psprintf("item %d is %s, not an object", index, json_type_name(item));
+		return NULL;
+	}
+	id = cJSON_GetObjectItem(item, "validationId");
+	if (!cJSON_IsString(id) || (v->validation_id = json_text(id)) == NULL)
+	{
+		*problem = psprintf("item %d has no string \"validationId\"", index);
+		return NULL;
+	}
+	if (!optional_text(item, "organizationName", index, &v->organization_name, problem) ||
+		!optional_text(item, "partnerId", index, &v->partner_id, problem) ||
+		!optional_int(item, "maxCreates", index, &v->has_max_creates,
+					  &v->max_creates, problem) ||
+		!optional_int(item, "remainingCreates", index, &v->has_remaining_creates,
+					  &v->remaining_creates, problem))
+		return NULL;
+	if (v->partner_id != NULL && !pcq_is_guid(v->partner_id))
+	{
+		*problem = psprintf("item %d: \"partnerId\" is not a GUID", index);
+		return NULL;
+	}
+	return v;
+}
+
+static void *
+validation_code_item(const cJSON *item, int index, char **problem)
+{
+	return validation_code_from_item(item, index, problem);
+}
+
+/* GET /v1/customers/all/validations, in the shapes qualifications use. */
+List *
+pcq_parse_validation_codes(const char *body, size_t len, char **problem)
+{
+	return parse_item_list(body, len, "validations", "validationId",
+						   validation_code_item, problem);
 }

@@ -3,9 +3,16 @@
  * pcqual.c
  *	  Module initialisation and the pcqual.* settings.
  *
- * Nothing here touches libcurl: _PG_init may run in the postmaster when the
- * library is preloaded, and curl's global state must not be inherited across
- * fork().  http.c initialises curl lazily in the backend that needs it.
+ * pcqual must be in shared_preload_libraries.  Its settings then exist from
+ * the first moment of every session, so PostgreSQL never keeps a pcqual.*
+ * value as a placeholder that any role could read, and every superuser-only
+ * setting is refused to other roles at SET, in PGOPTIONS and in ALTER
+ * ROLE/DATABASE ... SET.  Secrets are never setting values at all: settings
+ * name private files (credentials.c reads them).
+ *
+ * Nothing here touches libcurl: _PG_init runs in the postmaster, and curl's
+ * global state must not be inherited across fork().  http.c initialises curl
+ * lazily in the backend that needs it.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,23 +21,30 @@
 #include <limits.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "pcqual.h"
 
+#if PG_VERSION_NUM >= 180000
+PG_MODULE_MAGIC_EXT(.name = "pcqual", .version = PCQUAL_VERSION);
+#else
 PG_MODULE_MAGIC;
+#endif
 
 void		_PG_init(void);
 
 typedef enum PcqCloud
 {
 	PCQ_CLOUD_GLOBAL,
+	PCQ_CLOUD_USGOV,
 	PCQ_CLOUD_CHINA
 } PcqCloud;
 
 static const struct config_enum_entry cloud_options[] = {
 	{"global", PCQ_CLOUD_GLOBAL, false},
+	{"usgov", PCQ_CLOUD_USGOV, false},
 	{"china", PCQ_CLOUD_CHINA, false},
 	{NULL, 0, false}
 };
@@ -38,22 +52,31 @@ static const struct config_enum_entry cloud_options[] = {
 /* Endpoints of each cloud, indexed by PcqCloud. */
 static const char *const cloud_base_urls[] = {
 	"https://api.partnercenter.microsoft.com",
+	"https://api.partnercenter.microsoft.com",
 	"https://partner.partnercenterapi.microsoftonline.cn"
 };
 static const char *const cloud_authorities[] = {
 	"https://login.microsoftonline.com",
+	"https://login.microsoftonline.us",
 	"https://login.chinacloudapi.cn"
 };
 
+/* The settings that held secrets before 1.2; always empty. */
+static char *retired_client_secret = NULL;
+static char *retired_refresh_token = NULL;
+static char *retired_access_token = NULL;
+
 static int	pcq_cloud = PCQ_CLOUD_GLOBAL;
-char	   *pcq_base_url_setting = NULL;
-char	   *pcq_authority_setting = NULL;
+static char *pcq_base_url_setting = NULL;
+static char *pcq_authority_setting = NULL;
 char	   *pcq_resource = NULL;
 char	   *pcq_partner_tenant = NULL;
 char	   *pcq_client_id = NULL;
-char	   *pcq_client_secret = NULL;
-char	   *pcq_refresh_token = NULL;
-char	   *pcq_static_access_token = NULL;
+char	   *pcq_client_secret_file = NULL;
+char	   *pcq_client_certificate_file = NULL;
+char	   *pcq_client_key_file = NULL;
+char	   *pcq_refresh_token_file = NULL;
+char	   *pcq_access_token_file = NULL;
 bool		pcq_allow_http = false;
 char	   *pcq_ca_file = NULL;
 int			pcq_timeout_ms = 30000;
@@ -64,63 +87,99 @@ int			pcq_max_response_size = 1024 * 1024;
 int			pcq_max_retries = 3;
 int			pcq_max_retry_wait_ms = 60000;
 int			pcq_concurrency = 16;
+int			pcq_max_idle_connections = 64;
+
+bool
+pcq_is_set(const char *setting)
+{
+	return setting != NULL && setting[0] != '\0';
+}
 
 /* The API base URL in force: the setting, or the cloud's default. */
-const char *
-pcq_base_url(void)
+static const char *
+base_url(void)
 {
-	if (pcq_base_url_setting != NULL && pcq_base_url_setting[0] != '\0')
+	if (pcq_is_set(pcq_base_url_setting))
 		return pcq_base_url_setting;
 	return cloud_base_urls[pcq_cloud];
 }
 
 /* The token authority in force: the setting, or the cloud's default. */
-const char *
-pcq_authority(void)
+static const char *
+authority(void)
 {
-	if (pcq_authority_setting != NULL && pcq_authority_setting[0] != '\0')
+	if (pcq_is_set(pcq_authority_setting))
 		return pcq_authority_setting;
 	return cloud_authorities[pcq_cloud];
+}
+
+/* A base URL without its trailing slashes, so that a path can follow. */
+static void
+append_trimmed_base(StringInfo buf, const char *base)
+{
+	size_t		len = strlen(base);
+
+	while (len > 0 && base[len - 1] == '/')
+		len--;
+	appendBinaryStringInfo(buf, base, len);
+}
+
+/* The API URL of a path such as "/v1/customers". */
+char *
+pcq_api_url(const char *path)
+{
+	StringInfoData url;
+
+	initStringInfo(&url);
+	append_trimmed_base(&url, base_url());
+	appendStringInfoString(&url, path);
+	return url.data;
+}
+
+/* {authority}/{partner tenant}/oauth2/token */
+char *
+pcq_token_url(void)
+{
+	StringInfoData url;
+
+	initStringInfo(&url);
+	append_trimmed_base(&url, authority());
+	appendStringInfoChar(&url, '/');
+	pcq_append_percent_encoded(&url, pcq_partner_tenant);
+	appendStringInfoString(&url, "/oauth2/token");
+	return url.data;
+}
+
+/*
+ * Percent-encoding of everything but RFC 3986's unreserved characters.
+ * ASCII ranges, not isalnum(): the result must not depend on the locale.
+ */
+void
+pcq_append_percent_encoded(StringInfo buf, const char *value)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *) value; *p; p++)
+	{
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			(*p >= '0' && *p <= '9') ||
+			*p == '-' || *p == '.' || *p == '_' || *p == '~')
+			appendStringInfoChar(buf, (char) *p);
+		else
+			appendStringInfo(buf, "%%%02X", *p);
+	}
 }
 
 static const char *
 show_base_url(void)
 {
-	return pcq_base_url();
+	return base_url();
 }
 
 static const char *
 show_authority(void)
 {
-	return pcq_authority();
-}
-
-/*
- * Secrets never leave the server through SHOW or pg_settings, not even to a
- * superuser: they would end up in screenshots, logs and support tickets.
- */
-static const char *
-show_secret(const char *value)
-{
-	return (value == NULL || value[0] == '\0') ? "" : "********";
-}
-
-static const char *
-show_client_secret(void)
-{
-	return show_secret(pcq_client_secret);
-}
-
-static const char *
-show_refresh_token(void)
-{
-	return show_secret(pcq_refresh_token);
-}
-
-static const char *
-show_access_token(void)
-{
-	return show_secret(pcq_static_access_token);
+	return authority();
 }
 
 /*
@@ -159,7 +218,7 @@ check_url(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("The URL must start with https:// (or http:// with pcqual.allow_http).");
 		return false;
 	}
-	if (strchr(v, ' ') != NULL || strchr(v, '?') != NULL || strchr(v, '#') != NULL)
+	if (strpbrk(v, " ?#") != NULL)
 	{
 		GUC_check_errdetail("The URL must be a bare base URL, without spaces, query or fragment.");
 		return false;
@@ -167,28 +226,105 @@ check_url(char **newval, void **extra, GucSource source)
 	return true;
 }
 
-/* Accept an empty value or a GUID such as 7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745. */
-static bool
-check_guid(char **newval, void **extra, GucSource source)
+bool
+pcq_is_guid(const char *v)
 {
-	const char *v = *newval;
 	int			i;
 
-	if (v == NULL || v[0] == '\0')
-		return true;
 	for (i = 0; i < PCQ_GUID_SIZE - 1; i++)
 	{
 		bool		dash = (i == 8 || i == 13 || i == 18 || i == 23);
 
 		if (v[i] == '\0' || (dash ? v[i] != '-' : !isxdigit((unsigned char) v[i])))
-			break;
+			return false;
 	}
-	if (i != PCQ_GUID_SIZE - 1 || v[i] != '\0')
-	{
-		GUC_check_errdetail("The value must be empty or a GUID such as 7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745.");
+	return v[i] == '\0';
+}
+
+/* Accept an empty value or a GUID such as 7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745. */
+static bool
+check_guid(char **newval, void **extra, GucSource source)
+{
+	if (!pcq_is_set(*newval) || pcq_is_guid(*newval))
+		return true;
+	GUC_check_errdetail("The value must be empty or a GUID such as 7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745.");
+	return false;
+}
+
+/*
+ * A DNS name: dot-separated labels of ASCII letters, digits and inner
+ * hyphens.  Nothing else can form a path segment of the sign-in URL, so ".."
+ * or "a/b" cannot climb out of it.
+ */
+static bool
+is_domain_name(const char *v)
+{
+	size_t		label = 0;
+	const char *p;
+
+	if (strlen(v) > 253)
 		return false;
+	for (p = v; *p; p++)
+	{
+		if (*p == '.')
+		{
+			if (label == 0 || p[-1] == '-')
+				return false;
+			label = 0;
+		}
+		else if (isalnum((unsigned char) *p) && (unsigned char) *p < 0x80)
+			label++;
+		else if (*p == '-' && label > 0)
+			label++;
+		else
+			return false;
+		if (label > 63)
+			return false;
 	}
-	return true;
+	return label > 0 && p[-1] != '-';
+}
+
+static bool
+check_partner_tenant(char **newval, void **extra, GucSource source)
+{
+	if (!pcq_is_set(*newval) || pcq_is_guid(*newval) || is_domain_name(*newval))
+		return true;
+	GUC_check_errdetail("The partner tenant must be a GUID or a domain name such as contoso.onmicrosoft.com.");
+	return false;
+}
+
+/*
+ * The retired secret settings accept only an empty value.  The message
+ * never quotes the value: it is a secret that should not have been there.
+ */
+static bool
+refuse_retired_secret(const char *value, const char *replacement)
+{
+	if (!pcq_is_set(value))
+		return true;
+	GUC_check_errmsg("pcqual no longer takes secrets as setting values: the value was ignored");
+	GUC_check_errdetail("A secret in a setting is exposed to other roles, to pg_file_settings and to the server log.");
+	GUC_check_errhint("Write the secret to a file that only the server's operating system user can read (chmod 600), set %s to its path, and remove this setting.",
+					  replacement);
+	return false;
+}
+
+static bool
+check_retired_client_secret(char **newval, void **extra, GucSource source)
+{
+	return refuse_retired_secret(*newval, "pcqual.client_secret_file");
+}
+
+static bool
+check_retired_refresh_token(char **newval, void **extra, GucSource source)
+{
+	return refuse_retired_secret(*newval, "pcqual.refresh_token_file");
+}
+
+static bool
+check_retired_access_token(char **newval, void **extra, GucSource source)
+{
+	return refuse_retired_secret(*newval, "pcqual.access_token_file");
 }
 
 static void
@@ -201,18 +337,10 @@ define_superuser_string(const char *name, const char *desc, char **var,
 }
 
 static void
-define_secret(const char *name, const char *desc, char **var, GucShowHook show)
-{
-	define_superuser_string(name, desc, var, "", check_header_safe, show,
-							GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL |
-							GUC_NOT_IN_SAMPLE);
-}
-
-static void
 define_endpoint_settings(void)
 {
 	DefineCustomEnumVariable("pcqual.cloud",
-							 "Partner Center cloud whose default endpoints are used: global or china.",
+							 "Partner Center cloud whose default endpoints are used: global, usgov or china.",
 							 NULL, &pcq_cloud, PCQ_CLOUD_GLOBAL, cloud_options,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
 	define_superuser_string("pcqual.base_url",
@@ -235,23 +363,51 @@ define_endpoint_settings(void)
 }
 
 static void
+define_credential_file(const char *name, const char *desc, char **var)
+{
+	define_superuser_string(name, desc, var, "", NULL, NULL, GUC_SUPERUSER_ONLY);
+}
+
+static void
+define_retired_secret(const char *name, char **var, GucStringCheckHook check)
+{
+	define_superuser_string(name,
+							"Retired: secrets come from files (see the matching _file setting).",
+							var, "", check, NULL,
+							GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE);
+}
+
+static void
 define_credential_settings(void)
 {
+
 	define_superuser_string("pcqual.partner_tenant",
-							"The partner's Azure AD tenant (id or domain) that tokens are requested from.",
-							&pcq_partner_tenant, "", check_header_safe, NULL, 0);
+							"The partner's Azure AD tenant (GUID or domain name) that tokens are requested from.",
+							&pcq_partner_tenant, "", check_partner_tenant, NULL, 0);
 	define_superuser_string("pcqual.client_id",
 							"Application (client) id of the partner's Azure AD app.",
 							&pcq_client_id, "", check_header_safe, NULL, 0);
-	define_secret("pcqual.client_secret",
-				  "Client secret of the partner's Azure AD app (App-only and App+User).",
-				  &pcq_client_secret, show_client_secret);
-	define_secret("pcqual.refresh_token",
-				  "Refresh token for App+User authentication.",
-				  &pcq_refresh_token, show_refresh_token);
-	define_secret("pcqual.access_token",
-				  "An externally managed access token, sent as is.",
-				  &pcq_static_access_token, show_access_token);
+	define_credential_file("pcqual.client_secret_file",
+						   "File holding the Azure AD app's client secret (App-only).",
+						   &pcq_client_secret_file);
+	define_credential_file("pcqual.client_certificate_file",
+						   "PEM file of the certificate registered with the Azure AD app (App-only with a certificate).",
+						   &pcq_client_certificate_file);
+	define_credential_file("pcqual.client_key_file",
+						   "PEM file of the private key of pcqual.client_certificate_file.",
+						   &pcq_client_key_file);
+	define_credential_file("pcqual.refresh_token_file",
+						   "File holding the refresh token for App+User; pcqual writes rotated tokens back to it.",
+						   &pcq_refresh_token_file);
+	define_credential_file("pcqual.access_token_file",
+						   "File holding an externally managed access token, re-read when it changes.",
+						   &pcq_access_token_file);
+	define_retired_secret("pcqual.client_secret", &retired_client_secret,
+						  check_retired_client_secret);
+	define_retired_secret("pcqual.refresh_token", &retired_refresh_token,
+						  check_retired_refresh_token);
+	define_retired_secret("pcqual.access_token", &retired_access_token,
+						  check_retired_access_token);
 }
 
 static void
@@ -276,7 +432,7 @@ define_request_settings(void)
 	DefineCustomIntVariable("pcqual.max_response_size",
 							"Largest response body accepted; a larger one is cut off while it downloads.",
 							NULL, &pcq_max_response_size, 1024 * 1024, 1024, MaxAllocSize - 1,
-							PGC_USERSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	DefineCustomIntVariable("pcqual.max_retries",
 							"Times a throttled or failed request is sent again.",
 							NULL, &pcq_max_retries, 3, 0, 10,
@@ -289,11 +445,27 @@ define_request_settings(void)
 							"Most requests in flight at once for one bulk call.",
 							NULL, &pcq_concurrency, 16, 1, 256,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pcqual.max_idle_connections",
+							"Most idle connections a session keeps open for reuse.",
+							NULL, &pcq_max_idle_connections, 64, 0, 1024,
+							PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 void
 _PG_init(void)
 {
+	/*
+	 * Loaded any other way, a session could already hold pcqual.* values as
+	 * placeholders that every role can read and set.  Refuse before
+	 * defining anything, as pg_cron does.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pcqual must be loaded via shared_preload_libraries"),
+				 errdetail("Loaded later, its settings would exist as placeholders that any role could read and set."),
+				 errhint("Add pcqual to shared_preload_libraries in postgresql.conf (shared_preload_libraries = 'pcqual'), then restart the server.")));
+
 	define_endpoint_settings();
 	define_credential_settings();
 	define_request_settings();

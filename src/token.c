@@ -3,14 +3,18 @@
  * token.c
  *	  Azure AD access tokens for Partner Center, one cached per backend.
  *
- * Three modes, chosen by which settings are present:
- *	 pcqual.access_token	an externally managed token, sent as is;
- *	 pcqual.refresh_token	App+User: grant_type=refresh_token;
- *	 otherwise				App-only: grant_type=client_credentials.
+ * The mode is chosen by which credential files are set, first match wins:
+ *	 pcqual.access_token_file		an externally managed token, sent as is,
+ *									re-read when the file changes;
+ *	 pcqual.refresh_token_file		App+User: grant_type=refresh_token, the
+ *									rotated refresh token written back;
+ *	 pcqual.client_certificate_file	App-only with a signed client assertion;
+ *	 pcqual.client_secret_file		App-only with a client secret.
  *
  * A token is reused until five minutes before it expires, and only while
- * the settings it was obtained with are unchanged.  Secrets are never put
- * in a message, and the copies we keep are wiped before they are freed.
+ * the settings it was obtained with are unchanged.  Secrets are read from
+ * their files for one token request and wiped right after; they never
+ * appear in a message, even when Azure AD's answer quotes them back.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,77 +26,84 @@
 
 #include "pcqual.h"
 
-/* Stop using a token this long before the service says it expires. */
-#define TOKEN_EXPIRY_MARGIN_SECS 300
+#define JWT_BEARER_ASSERTION "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 static char *cached_token = NULL;
 static TimestampTz cached_until = 0;
 static char *cached_for = NULL;	/* the settings it was obtained with */
+static int64 static_token_stamp = 0;	/* pcqual.access_token_file's */
 
-static bool
-is_set(const char *setting)
+/* The secrets one token request sends, to wipe and to keep out of messages. */
+typedef struct SentSecrets
 {
-	return setting != NULL && setting[0] != '\0';
-}
+	char	   *client_secret;
+	char	   *client_assertion;
+	char	   *refresh_token;
+} SentSecrets;
 
-static void
-wipe_and_free(char **p)
+PcqAuthMode
+pcq_auth_mode(void)
 {
-	if (*p != NULL)
-	{
-		explicit_bzero(*p, strlen(*p));
-		pfree(*p);
-		*p = NULL;
-	}
+	if (pcq_is_set(pcq_access_token_file))
+		return PCQ_AUTH_STATIC_TOKEN;
+	if (pcq_is_set(pcq_refresh_token_file))
+		return PCQ_AUTH_APP_USER;
+	if (pcq_is_set(pcq_client_certificate_file) || pcq_is_set(pcq_client_key_file))
+		return PCQ_AUTH_APP_CERTIFICATE;
+	if (pcq_is_set(pcq_client_secret_file))
+		return PCQ_AUTH_APP_SECRET;
+	return PCQ_AUTH_NONE;
 }
 
 void
 pcq_forget_access_token(void)
 {
-	wipe_and_free(&cached_token);
-	wipe_and_free(&cached_for);
+	pcq_wipe_and_free(&cached_token);
+	pcq_wipe_and_free(&cached_for);
 	cached_until = 0;
+	static_token_stamp = 0;
 }
 
-/* Everything a token depends on, in one string to compare. */
+/* Everything a token depends on but the files' contents, to compare. */
 static char *
 settings_fingerprint(void)
 {
-	return psprintf("%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s",
-					pcq_authority(), pcq_partner_tenant, pcq_client_id,
-					pcq_client_secret, pcq_refresh_token, pcq_resource);
+	char	   *url = pcq_token_url();
+	char	   *fingerprint;
+
+	fingerprint = psprintf("%d\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s",
+						   (int) pcq_auth_mode(), url, pcq_client_id, pcq_resource,
+						   pcq_access_token_file, pcq_refresh_token_file,
+						   pcq_client_certificate_file, pcq_client_key_file,
+						   pcq_client_secret_file);
+	pfree(url);
+	return fingerprint;
 }
 
 static void
-require_credentials(void)
+no_credentials(const char *missing)
 {
-	bool		app_user = is_set(pcq_refresh_token);
-
-	if (is_set(pcq_partner_tenant) &&
-		(app_user || (is_set(pcq_client_id) && is_set(pcq_client_secret))))
-		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("pcqual has no credentials for Partner Center"),
-			 errdetail(app_user ? "App+User authentication needs pcqual.partner_tenant."
-					   : "App-only authentication needs pcqual.partner_tenant, pcqual.client_id and pcqual.client_secret."),
-			 errhint("Set pcqual.partner_tenant, pcqual.client_id and pcqual.client_secret (App-only), "
-					 "or also pcqual.refresh_token (App+User), or set pcqual.access_token to a token you manage.")));
+			 missing ? errdetail("%s is not set.", missing) :
+			 errdetail("No credential file is set."),
+			 errhint("A superuser sets pcqual.partner_tenant, pcqual.client_id and one of pcqual.client_secret_file, pcqual.client_certificate_file with pcqual.client_key_file (App-only), pcqual.refresh_token_file (App+User) or pcqual.access_token_file (a token you manage).")));
 }
 
-/* Percent-encoding of everything but RFC 3986's unreserved characters. */
 static void
-append_escaped(StringInfo buf, const char *value)
+require_credentials(PcqAuthMode mode)
 {
-	const unsigned char *p;
-
-	for (p = (const unsigned char *) value; *p; p++)
-	{
-		if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~')
-			appendStringInfoChar(buf, (char) *p);
-		else
-			appendStringInfo(buf, "%%%02X", *p);
-	}
+	if (mode == PCQ_AUTH_NONE)
+		no_credentials(NULL);
+	if (!pcq_is_set(pcq_partner_tenant))
+		no_credentials("pcqual.partner_tenant");
+	if (!pcq_is_set(pcq_client_id))
+		no_credentials("pcqual.client_id");
+	if (mode == PCQ_AUTH_APP_CERTIFICATE && !pcq_is_set(pcq_client_key_file))
+		no_credentials("pcqual.client_key_file");
+	if (mode == PCQ_AUTH_APP_CERTIFICATE && !pcq_is_set(pcq_client_certificate_file))
+		no_credentials("pcqual.client_certificate_file");
 }
 
 /* One name=value pair of an application/x-www-form-urlencoded body. */
@@ -102,143 +113,266 @@ append_form_value(StringInfo buf, const char *name, const char *value)
 	if (buf->len > 0)
 		appendStringInfoChar(buf, '&');
 	appendStringInfo(buf, "%s=", name);
-	append_escaped(buf, value);
+	pcq_append_percent_encoded(buf, value);
+}
+
+/*
+ * The app's own proof: a client assertion when a certificate is set, else
+ * the client secret when one is set (App+User may have neither: a public
+ * client).
+ */
+static void
+append_client_credential(StringInfo form, const char *token_url,
+						 SentSecrets *sent)
+{
+	append_form_value(form, "client_id", pcq_client_id);
+	if (pcq_is_set(pcq_client_certificate_file))
+	{
+		sent->client_assertion = pcq_client_assertion(token_url);
+		append_form_value(form, "client_assertion_type", JWT_BEARER_ASSERTION);
+		append_form_value(form, "client_assertion", sent->client_assertion);
+	}
+	else if (pcq_is_set(pcq_client_secret_file))
+	{
+		sent->client_secret = pcq_read_private_file(pcq_client_secret_file,
+													"pcqual.client_secret_file");
+		append_form_value(form, "client_secret", sent->client_secret);
+	}
 }
 
 static char *
-token_request_form(void)
+token_request_form(const char *token_url, SentSecrets *sent)
 {
 	StringInfoData form;
 
 	initStringInfo(&form);
-	if (is_set(pcq_refresh_token))
+	if (sent->refresh_token != NULL)
 	{
 		append_form_value(&form, "grant_type", "refresh_token");
-		append_form_value(&form, "refresh_token", pcq_refresh_token);
-		if (is_set(pcq_client_id))
-			append_form_value(&form, "client_id", pcq_client_id);
-		if (is_set(pcq_client_secret))
-			append_form_value(&form, "client_secret", pcq_client_secret);
+		append_form_value(&form, "refresh_token", sent->refresh_token);
+		append_client_credential(&form, token_url, sent);
 		append_form_value(&form, "resource", pcq_resource);
 		append_form_value(&form, "scope", "openid");
 	}
 	else
 	{
 		append_form_value(&form, "grant_type", "client_credentials");
-		append_form_value(&form, "client_id", pcq_client_id);
-		append_form_value(&form, "client_secret", pcq_client_secret);
+		append_client_credential(&form, token_url, sent);
 		append_form_value(&form, "resource", pcq_resource);
 	}
 	return form.data;
 }
 
-static char *
-token_endpoint_url(void)
+/* Azure AD may quote a request back: never let a secret reach a message. */
+static void
+redact_answer(PcqRequest *req, const SentSecrets *sent)
 {
-	StringInfoData url;
-	const char *authority = pcq_authority();
-	size_t		len = strlen(authority);
-
-	while (len > 0 && authority[len - 1] == '/')
-		len--;
-	initStringInfo(&url);
-	appendBinaryStringInfo(&url, authority, len);
-	appendStringInfoChar(&url, '/');
-	append_escaped(&url, pcq_partner_tenant);
-	appendStringInfoString(&url, "/oauth2/token");
-	return url.data;
+	pcq_redact(req->body, req->body_len, sent->client_secret);
+	pcq_redact(req->body, req->body_len, sent->client_assertion);
+	pcq_redact(req->body, req->body_len, sent->refresh_token);
 }
 
 static void
-report_token_refusal(const PcqRequest *req, const PcqTokenAnswer *answer)
+wipe_sent_secrets(SentSecrets *sent)
 {
-	const char *hint;
-
-	if (answer->error != NULL && strcmp(answer->error, "invalid_client") == 0)
-		hint = "Check pcqual.client_id and pcqual.client_secret.";
-	else if (answer->error != NULL && strcmp(answer->error, "invalid_grant") == 0)
-		hint = "pcqual.refresh_token is invalid or expired: obtain a new one.";
-	else
-		hint = "Check pcqual.partner_tenant, pcqual.client_id and pcqual.resource.";
-
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-			 errmsg("Azure AD refused pcqual's token request: HTTP %ld%s%s",
-					req->status,
-					answer->error ? ", " : "",
-					answer->error ? answer->error : ""),
-			 answer->error_description ?
-			 errdetail("%s", answer->error_description) : 0,
-			 errhint("%s", hint)));
+	pcq_wipe_and_free(&sent->client_secret);
+	pcq_wipe_and_free(&sent->client_assertion);
+	pcq_wipe_and_free(&sent->refresh_token);
 }
 
-/* Ask the token endpoint for a new token and cache it. */
 static void
-fetch_token(void)
+cache_token(const PcqTokenAnswer *answer)
 {
-	PcqRequest	req;
-	PcqRequest *batch[1] = {&req};
-	PcqTokenAnswer answer;
-	TimestampTz now;
-	char	   *fingerprint;
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *fingerprint = settings_fingerprint();
 
-	pcq_request_init(&req, token_endpoint_url(), NULL);
-	req.form_body = token_request_form();
-	PG_TRY();
-	{
-		pcq_http_run(batch, 1, 1, NULL, NULL);
-	}
-	PG_FINALLY();
-	{
-		explicit_bzero(req.form_body, strlen(req.form_body));
-	}
-	PG_END_TRY();
-
-	if (req.outcome != PCQ_ANSWERED)
-		pcq_report_failure(&req, ERROR);
-	pcq_parse_token_answer(req.body, req.body_len, &answer);
-	if (req.status != 200 || answer.access_token == NULL)
-		report_token_refusal(&req, &answer);
-
-	now = GetCurrentTimestamp();
-	fingerprint = settings_fingerprint();
-	cached_token = MemoryContextStrdup(TopMemoryContext, answer.access_token);
+	cached_token = MemoryContextStrdup(TopMemoryContext, answer->access_token);
 	cached_for = MemoryContextStrdup(TopMemoryContext, fingerprint);
-	wipe_and_free(&fingerprint);
+	pcq_wipe_and_free(&fingerprint);
 	cached_until = now;
-	if (answer.expires_in > TOKEN_EXPIRY_MARGIN_SECS)
+	if (answer->expires_in > PCQ_TOKEN_EXPIRY_MARGIN_SECS)
 		cached_until = TimestampTzPlusMilliseconds(now,
-												   (int64) ((answer.expires_in - TOKEN_EXPIRY_MARGIN_SECS) * 1000));
-	explicit_bzero(answer.access_token, strlen(answer.access_token));
-	explicit_bzero(req.body, req.body_len);
+												   (int64) ((answer->expires_in - PCQ_TOKEN_EXPIRY_MARGIN_SECS) * 1000));
 }
 
 /*
- * The access token to send.  *from_cache tells the caller whether a 401 may
+ * Send one token request with the secrets in *sent and cache the token.
+ * Returns the new refresh token Azure AD answered with, if it differs from
+ * the one sent.
+ */
+static char *
+request_token(SentSecrets *sent)
+{
+	char	   *url = pcq_token_url();
+	PcqRequest	req;
+	PcqTokenAnswer answer;
+	char	   *rotated = NULL;
+
+	pcq_request_init(&req, url, PCQ_SUBJECT_TOKEN, NULL);
+	req.method = "POST";
+	req.post_content_type = "application/x-www-form-urlencoded";
+	PG_TRY();
+	{
+		req.post_body = token_request_form(url, sent);
+		pcq_http_run_one(&req);
+		if (req.outcome == PCQ_ANSWERED)
+			pcq_parse_token_answer(req.body, req.body_len, &answer);
+
+		/*
+		 * What may reach a message comes from the body with every secret
+		 * sent overwritten; the tokens come from the body as it was (a
+		 * rotated refresh token may well contain the old one).
+		 */
+		redact_answer(&req, sent);
+		if (req.outcome != PCQ_ANSWERED)
+			pcq_report_failure(&req, ERROR);
+		pcq_wipe_and_free(&answer.error);
+		pcq_wipe_and_free(&answer.error_description);
+		pcq_parse_error_body(req.body, req.body_len, &answer.error,
+							 &answer.error_description);
+		if (req.status != 200 || answer.access_token == NULL)
+			pcq_report_token_refusal(&req, &answer);
+		cache_token(&answer);
+		if (answer.refresh_token != NULL && sent->refresh_token != NULL &&
+			strcmp(answer.refresh_token, sent->refresh_token) == 0)
+			pcq_wipe_and_free(&answer.refresh_token);	/* not rotated */
+		rotated = answer.refresh_token;
+		pcq_wipe_and_free(&answer.access_token);
+	}
+	PG_FINALLY();
+	{
+		pcq_wipe_and_free(&req.post_body);
+		if (req.body != NULL)
+			explicit_bzero(req.body, req.body_len);
+		wipe_sent_secrets(sent);
+	}
+	PG_END_TRY();
+	return rotated;
+}
+
+/*
+ * App+User: refresh with the token in pcqual.refresh_token_file, holding
+ * the file locked so that no other backend refreshes with the same token,
+ * and write the rotated one back before the lock is released.
+ */
+static void
+refresh_app_user_token(void)
+{
+	PcqLockedFile *file = pcq_lock_private_file(pcq_refresh_token_file,
+												"pcqual.refresh_token_file");
+	SentSecrets sent = {0};
+	char	   *rotated = NULL;
+
+	PG_TRY();
+	{
+		sent.refresh_token = pcq_locked_file_contents(file);
+		rotated = request_token(&sent);
+		if (rotated != NULL &&
+			!pcq_replace_locked_file(file, rotated))
+			ereport(WARNING,
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("the refresh token Azure AD rotated could not be saved to pcqual.refresh_token_file"),
+					 errdetail("The next refresh uses the previous token, which Azure AD may refuse."),
+					 errhint("The server's operating system user needs write access to the file's directory.")));
+	}
+	PG_FINALLY();
+	{
+		pcq_unlock_private_file(file);
+		pcq_wipe_and_free(&rotated);
+		wipe_sent_secrets(&sent);
+	}
+	PG_END_TRY();
+}
+
+/* A token from pcqual.access_token_file, re-read when the file changed. */
+static const char *
+static_token(bool *renewable)
+{
+	char	   *token;
+	const char *p;
+
+	*renewable = cached_token != NULL;
+	if (cached_token != NULL &&
+		!pcq_file_changed_since(pcq_access_token_file, &static_token_stamp))
+		return cached_token;
+
+	pcq_forget_access_token();
+	(void) pcq_file_changed_since(pcq_access_token_file, &static_token_stamp);
+	token = pcq_read_private_file(pcq_access_token_file, "pcqual.access_token_file");
+	for (p = token; *p; p++)
+		if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f)
+		{
+			pcq_wipe_and_free(&token);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("the token in pcqual.access_token_file \"%s\" is not usable",
+							pcq_access_token_file),
+					 errdetail("It contains white space or a character outside visible ASCII.")));
+		}
+	cached_token = MemoryContextStrdup(TopMemoryContext, token);
+	pcq_wipe_and_free(&token);
+	*renewable = false;
+	return cached_token;
+}
+
+/*
+ * The access token to send.  *renewable tells the caller whether a 401 may
  * be cured by forgetting the token and asking again.
  */
 const char *
-pcq_access_token(bool *from_cache)
+pcq_access_token(bool *renewable)
 {
+	PcqAuthMode mode = pcq_auth_mode();
 	char	   *fingerprint;
 	bool		usable;
 
-	*from_cache = false;
-	if (is_set(pcq_static_access_token))
-		return pcq_static_access_token;
+	*renewable = false;
+	if (mode == PCQ_AUTH_STATIC_TOKEN)
+		return static_token(renewable);
 
-	require_credentials();
+	require_credentials(mode);
 	fingerprint = settings_fingerprint();
-	usable = cached_token != NULL && strcmp(cached_for, fingerprint) == 0 &&
+	usable = cached_token != NULL && cached_for != NULL &&
+		strcmp(cached_for, fingerprint) == 0 &&
 		GetCurrentTimestamp() < cached_until;
-	wipe_and_free(&fingerprint);
+	pcq_wipe_and_free(&fingerprint);
 
 	if (usable)
 	{
-		*from_cache = true;
+		*renewable = true;
 		return cached_token;
 	}
 	pcq_forget_access_token();
-	fetch_token();
+	if (mode == PCQ_AUTH_APP_USER)
+		refresh_app_user_token();
+	else
+	{
+		SentSecrets sent = {0};
+
+		request_token(&sent);
+	}
 	return cached_token;
+}
+
+/*
+ * Run one request with the current access token.  A 401 on a token that
+ * may have been revoked or expired early gets one more try with a new
+ * token and the same MS-RequestId.
+ */
+void
+pcq_http_run_authorized(PcqRequest *req)
+{
+	bool		renewable;
+
+	req->bearer = pcq_access_token(&renewable);
+	pcq_http_run_one(req);
+	if (req->outcome == PCQ_ANSWERED && req->status == 401 && renewable)
+	{
+		if (req->body != NULL)
+			pfree(req->body);
+		req->body = NULL;
+		pcq_forget_access_token();
+		req->bearer = pcq_access_token(&renewable);
+		pcq_http_run_one(req);
+	}
 }

@@ -1,12 +1,9 @@
 #!/bin/bash
-# Runs every pcqual test on a fresh Debian 12 machine, as root:
-# installs what is missing, builds and installs the extension, starts a
-# throwaway PostgreSQL 15 cluster and the Partner Center emulator, then runs
-# the pg_regress suites (make installcheck) and the pgTAP suites (pg_prove).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
-test/install-deps.sh
-make -s
-make -s install
-exec pg_virtualenv -t -v 15 $(test/emulator-settings.sh) -- test/run-suites.sh
+# The README's test command: runs every pcqual test, as root, on Debian 12,
+# 13 or testing. Installs what is missing, builds and installs the extension
+# for the distribution's PostgreSQL major (or $PG_MAJOR), starts a throwaway
+# cluster with pg_virtualenv and the Partner Center emulator, then runs the
+# emulator self-test, the pg_regress suites (make installcheck) and the
+# pgTAP suites (pg_prove): test/run-suites.sh.
+source "$(dirname "$0")/common.sh"
+exec pg_virtualenv -t -v "$pg_major" $(test/emulator-settings.sh --cron) -- test/run-suites.sh

@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 
 source test/start-emulator.sh
 
-psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+createdb pcqual_demo
+psql -X -q -v ON_ERROR_STOP=1 -v db=pcqual_demo -d pcqual_demo -f test/emulator-settings.psql
+psql -X -q -v ON_ERROR_STOP=1 -d pcqual_demo <<'SQL'
 CREATE EXTENSION pcqual;
 CREATE SCHEMA crm;
 CREATE TABLE crm.customers (name text, tenant_id uuid);

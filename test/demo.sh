@@ -1,12 +1,8 @@
 #!/bin/bash
-# The README's first command: on a fresh Debian 12 machine, as root, install
-# what is missing, build and install pcqual, start a throwaway PostgreSQL 15
-# cluster and the Partner Center emulator, and join a small CRM table with
-# pc_qualifications.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
-test/install-deps.sh
-make -s
-make -s install
-exec pg_virtualenv -t -v 15 $(test/emulator-settings.sh) -- test/demo-query.sh
+# The README's first command, as root, on Debian 12, 13 or testing: installs
+# what is missing, builds and installs pcqual for the distribution's
+# PostgreSQL major (or $PG_MAJOR), starts a throwaway cluster and the Partner
+# Center emulator, and joins a small CRM table with pc_qualifications
+# (test/demo-query.sh).
+source "$(dirname "$0")/common.sh"
+exec pg_virtualenv -t -v "$pg_major" $(test/emulator-settings.sh) -- test/demo-query.sh

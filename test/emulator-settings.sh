@@ -1,14 +1,17 @@
 #!/bin/bash
-# pg_virtualenv -o options that point pcqual at the local emulator, with the
-# emulator's App-only test credentials.
-port=${PCQUAL_EMULATOR_PORT:-18765}
-for setting in \
-	"pcqual.base_url=http://127.0.0.1:$port" \
-	"pcqual.authority=http://127.0.0.1:$port" \
-	"pcqual.allow_http=on" \
-	"pcqual.partner_tenant=pcqual-test-partner.onmicrosoft.com" \
-	"pcqual.client_id=pcqual-test-app" \
-	"pcqual.client_secret=pcqual-test-secret"
-do
+# pg_virtualenv -o options for a test cluster: pcqual preloaded, as every
+# installation must; with --cron also pg_cron, for the scheduled-sync suite
+# (test/cron.sql), its jobs run by background workers in pcqual_tap.  Where
+# pcqual sends its requests is set per database (test/emulator-settings.psql).
+if [ "${1:-}" = --cron ]; then
+	settings=(
+		"shared_preload_libraries=pcqual,pg_cron"
+		"cron.database_name=pcqual_tap"
+		"cron.use_background_workers=on"
+	)
+else
+	settings=("shared_preload_libraries=pcqual")
+fi
+for setting in "${settings[@]}"; do
 	printf -- "-o %s " "$setting"
 done

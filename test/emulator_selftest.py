@@ -3,31 +3,40 @@
 
     python3 test/emulator_selftest.py [-v]
 
-Starts the emulator on a free port in a subprocess (plus a second instance
-for the 10-second slow fixture, so that request does not disturb the
-in-flight counters of the first) and checks its rules with http.client and
-raw sockets.  Runs in about 10 seconds (the slow fixture sets the pace).
+Makes test certificates with test/make-certs.sh, starts the emulator with
+--tls-dir on a free block of ports (--port 0) in a subprocess (plus a second
+instance for the 10-second slow fixture, so that request does not disturb
+the in-flight counters of the first) and checks its rules with http.client,
+ssl and raw sockets; client assertions are signed with the openssl command.
+Runs in about 10 seconds (the slow fixture sets the pace).
 """
 
+import base64
 import email.utils
+import hashlib
 import http.client
 import json
 import os
+import random
 import re
 import select
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
+import uuid
 from datetime import datetime, timezone
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EMULATOR = os.path.join(HERE, "pc_emulator.py")
+MAKE_CERTS = os.path.join(HERE, "make-certs.sh")
 
 P1 = "11111111-0000-0000-0000-0000000000"
 P2 = "22222222-0000-0000-0000-000000000"
@@ -51,16 +60,36 @@ INVALID_CUSTOMER = {"code": 2001, "description": "Invalid customer id.", "data":
                     "source": "PartnerFD"}
 NOT_FOUND = {"code": 60003, "description": "Tenant not found.", "data": [],
              "source": "PartnerFD"}
+DEFAULT_CONFIG = {"latency_ms": 0, "throttle_inflight": 0, "throttle_retry_after": 1,
+                  "token_expires_in": 3600, "refresh_rotation_strict": False,
+                  "token_fault": "", "validations_shape": "array",
+                  "customers_page_latency_ms": 0, "sync_epoch": 0, "change_percent": 0,
+                  "fail_percent": 0, "customer_count": 100}
+LOG_COLUMNS = 16
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """P such that P..P+5 (the emulator's block) are free: picked below the
+    kernel's ephemeral range, which this test's own client sockets use."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, max(low - 10, 10100))
+        try:
+            for p in range(port, port + 6):
+                with socket.socket() as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free block of 6 ports")
 
 
 def start_emulator(*args):
-    """Start the emulator on port 0; returns (process, port, stderr file)."""
+    """Start the emulator on port 0; returns (process, port, stderr file).
+    The second line of its output (the other listeners) is proc.also."""
     err = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, EMULATOR, "--port", "0", *args],
                             stdout=subprocess.PIPE, stderr=err)
@@ -71,6 +100,7 @@ def start_emulator(*args):
         proc.kill()
         err.seek(0)
         raise RuntimeError("emulator did not start: %r %r" % (line, err.read()))
+    proc.also = proc.stdout.readline().decode().strip()
     return proc, int(m.group(1)), err
 
 
@@ -113,7 +143,11 @@ class EmulatorTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.proc, cls.port, cls.stderr = start_emulator("--latency-ms", str(cls.CLI_LATENCY))
+        cls.certs = tempfile.mkdtemp(prefix="emulator-selftest-")
+        subprocess.run(["bash", MAKE_CERTS, cls.certs], check=True, capture_output=True,
+                       timeout=30)
+        cls.proc, cls.port, cls.stderr = start_emulator(
+            "--latency-ms", str(cls.CLI_LATENCY), "--tls-dir", cls.certs)
         # the slow fixture takes 10 s: start it now on its own instance and
         # check the result in test_zz_slow_fixture_full_wait
         cls.slow_proc, cls.slow_port, cls.slow_stderr = start_emulator()
@@ -139,6 +173,7 @@ class EmulatorTest(unittest.TestCase):
             proc.stdout.close()
         cls.stderr.close()
         cls.slow_stderr.close()
+        shutil.rmtree(cls.certs, ignore_errors=True)
 
     # -- helpers ------------------------------------------------------------
     def conn(self, port=None):
@@ -213,18 +248,30 @@ class EmulatorTest(unittest.TestCase):
 
     def test_config_subset_and_reset_to_cli_defaults(self):
         cfg = self.config(latency_ms=20, throttle_inflight=8)
-        self.assertEqual(cfg, {"latency_ms": 20, "throttle_inflight": 8,
-                               "throttle_retry_after": 1, "token_expires_in": 3600})
+        self.assertEqual(cfg, dict(DEFAULT_CONFIG, latency_ms=20, throttle_inflight=8))
         cfg = self.config(throttle_retry_after=2, token_expires_in=60)
-        self.assertEqual(cfg, {"latency_ms": 20, "throttle_inflight": 8,
-                               "throttle_retry_after": 2, "token_expires_in": 60})
-        for bad in ("config?nope=1", "config?latency_ms=-5", "config?throttle_inflight=x"):
+        self.assertEqual(cfg, dict(DEFAULT_CONFIG, latency_ms=20, throttle_inflight=8,
+                                   throttle_retry_after=2, token_expires_in=60))
+        new = {"refresh_rotation_strict": True, "token_fault": "crlf",
+               "validations_shape": "wrapped", "customers_page_latency_ms": 2.5,
+               "sync_epoch": 3, "change_percent": 100, "fail_percent": 0}
+        self.assertEqual(self.config(refresh_rotation_strict="on", token_fault="CRLF",
+                                     validations_shape="wrapped", customers_page_latency_ms=2.5,
+                                     sync_epoch=3, change_percent=100, fail_percent=0),
+                         dict(DEFAULT_CONFIG, latency_ms=20, throttle_inflight=8,
+                              throttle_retry_after=2, token_expires_in=60, **new))
+        self.assertEqual(self.config(token_fault="off", refresh_rotation_strict="false")
+                         ["token_fault"], "")
+        for bad in ("config?nope=1", "config?latency_ms=-5", "config?throttle_inflight=x",
+                    "config?refresh_rotation_strict=maybe", "config?token_fault=boom",
+                    "config?validations_shape=off", "config?change_percent=101",
+                    "config?fail_percent=-1", "config?sync_epoch=1.5",
+                    "config?customers_page_latency_ms=nan", "config?customer_count=100001"):
             status, _, _ = self.req("POST", "/_emulator/" + bad)
             self.assertEqual(status, 400, bad)
         self.control("POST", "reset")
         self.assertEqual(json.loads(self.control("GET", "config")),
-                         {"latency_ms": self.CLI_LATENCY, "throttle_inflight": 0,
-                          "throttle_retry_after": 1, "token_expires_in": 3600})
+                         dict(DEFAULT_CONFIG, latency_ms=self.CLI_LATENCY))
 
     def test_unknown_control_endpoint(self):
         self.assertEqual(self.req("GET", "/_emulator/nope")[0], 404)
@@ -242,6 +289,7 @@ class EmulatorTest(unittest.TestCase):
         self.assertRegex(body["access_token"], r"^emu-app-\d+$")
 
     def test_token_refresh(self):
+        issued = set()
         for form in (USER_FORM, {"grant_type": "refresh_token",
                                  "refresh_token": "pcqual-test-refresh"}):
             status, _, data = self.post_token(form)
@@ -250,9 +298,11 @@ class EmulatorTest(unittest.TestCase):
             self.assertEqual(body["token_type"], "Bearer")
             self.assertIs(type(body["expires_in"]), int)    # a number here
             self.assertEqual(body["expires_in"], 3600)
-            self.assertEqual(body["refresh_token"], "pcqual-test-refresh")
+            self.assertRegex(body["refresh_token"], r"^pcqual-test-refresh-rot-\d+$")
+            issued.add(body["refresh_token"])
             self.assertIn("scope", body)
             self.assertRegex(body["access_token"], r"^emu-user-\d+$")
+        self.assertEqual(len(issued), 2)          # a new refresh token every time
 
     def test_token_counter_is_global(self):
         n = [int(self.new_token(f).rsplit("-", 1)[1]) for f in (APP_FORM, USER_FORM, APP_FORM)]
@@ -567,11 +617,11 @@ class EmulatorTest(unittest.TestCase):
     # -- POST ----------------------------------------------------------------
     def test_post_qualification(self):
         path = "/v1/customers/%s/qualifications" % GENERIC
-        need_user = {"code": 600012,
-                     "description": "This operation requires App+User authentication."}
+        app_only = {"code": 900329, "description": "This resource doesn't support "
+                    "application-only authentication.", "data": [], "source": "PartnerFD"}
         for token in (self.token, "pcqual-static-token"):
             status, _, data = self.req("POST", path, {"qualification": "Education"}, token=token)
-            self.assertEqual((status, json.loads(data)), (403, need_user))
+            self.assertEqual((status, json.loads(data)), (403, app_only))
         self.assertEqual(self.req("POST", path, {"qualification": "Education"},
                                   token="bogus")[0], 401)
         user = self.new_token(USER_FORM)
@@ -586,21 +636,136 @@ class EmulatorTest(unittest.TestCase):
         status, _, data = self.req("POST", path, {"qualification": "StateOwnedEntity"},
                                    token=user)
         self.assertEqual((status, json.loads(data)), (201, {"qualification": "StateOwnedEntity"}))
-        # GCC needs a validation code, in the body or in ?code=
-        self.assertEqual(self.req("POST", path, {"qualification": "GovernmentCommunityCloud"},
-                                  token=user)[0], 400)
-        status, _, data = self.req("POST", path, {"qualification": "GovernmentCommunityCloud",
-                                                  "validationCode": "123"}, token=user)
-        self.assertEqual((status, json.loads(data)["vettingStatus"]), (201, "InReview"))
-        status, _, data = self.req("POST", path + "?code=123",
-                                   {"qualification": "GovernmentCommunityCloud"}, token=user)
-        self.assertEqual((status, json.loads(data)["qualification"]),
-                         (201, "GovernmentCommunityCloud"))
-        for bad in ({"qualification": "Nonprofit"}, {"qualification": 7}, {}, "[1]", "{nope",
-                    None):
-            self.assertEqual(self.req("POST", path, bad, token=user)[0], 400, bad)
         self.assertEqual(self.req("POST", "/v1/customers/nope/qualifications",
                                   {"qualification": "Education"}, token=user)[0], 400)
+
+    def post_q(self, tenant, body, token, ctype="application/json", request_id=None):
+        h = {"Content-Type": ctype} if ctype else {}
+        if request_id:
+            h["MS-RequestId"] = request_id
+        if not isinstance(body, (str, bytes)) and body is not None:
+            body = json.dumps(body)
+        status, _, data = self.req("POST", "/v1/customers/%s/qualifications" % tenant,
+                                   body, headers=h, token=token)
+        return status, json.loads(data) if data else None
+
+    def test_post_validation_rules(self):
+        user = self.new_token(USER_FORM)
+        t = str(uuid.uuid4())
+        soe = {"qualification": "StateOwnedEntity"}
+        for ctype in (None, "text/plain", "application/x-www-form-urlencoded"):
+            status, err = self.post_q(t, soe, user, ctype)
+            self.assertEqual((status, err["code"]), (415, 600050), ctype)
+        cases = [  # (body, status, code)
+            ("[1]", 400, 600010),
+            ("{nope", 400, 600010),
+            (None, 400, 600010),
+            ({"qualification": "Education", "extra": "x"}, 400, 600014),
+            ({"qualification": "Education", "educationSegment": None}, 400, 600015),
+            ({"qualification": 7}, 400, 600016),
+            ({}, 400, 600011),
+            ({"qualification": "Nonprofit"}, 400, 600011),
+            ({"qualification": "Education"}, 400, 600017),
+            ({"qualification": "Education", "educationSegment": "k12"}, 400, 600017),
+            ({"qualification": "Education", "educationSegment": "K12",
+              "validationCode": "12345"}, 400, 600018),
+            ({"qualification": "GovernmentCommunityCloud"}, 400, 600013),
+            ({"qualification": "GovernmentCommunityCloud", "validationCode": "123"},
+             400, 600019),
+            ({"qualification": "GovernmentCommunityCloud", "validationCode": "67890"},
+             400, 600020),                                        # no creates left
+            ({"qualification": "GovernmentCommunityCloud", "validationCode": "12345",
+              "website": "x"}, 400, 600018),
+            ({"qualification": "StateOwnedEntity", "website": "x"}, 400, 600018),
+        ]
+        for body, status, code in cases:
+            got = self.post_q(t, body, user)
+            self.assertEqual((got[0], got[1]["code"]), (status, code), body)
+            self.assertEqual(set(got[1]), {"code", "description", "data", "source"})
+        # nothing was created; parameters of the media type are fine
+        self.assertEqual(json.loads(self.get_q(t)[2]), GENERIC_OK)
+        self.assertEqual(self.post_q(t, {"qualification": "education",
+                                         "educationSegment": "HigherEducation",
+                                         "website": "https://school.example"}, user,
+                                     "Application/JSON; charset=utf-8")[0], 201)
+
+    def test_post_state_conflicts_and_validation_counts(self):
+        user = self.new_token(USER_FORM)
+        a, b = str(uuid.uuid4()), str(uuid.uuid4())
+
+        def remaining():
+            status, _, data = self.req("GET", "/v1/customers/all/validations", token=self.token)
+            return {v["validationId"]: v["remainingCreates"] for v in json.loads(data)}
+
+        self.assertEqual(remaining(), {"12345": 4, "67890": 0, "24680": 10})
+        soe = {"qualification": "StateOwnedEntity"}
+        edu = {"qualification": "Education", "educationSegment": "K12"}
+        gcc = {"qualification": "GovernmentCommunityCloud", "validationCode": "12345"}
+        self.assertEqual(self.post_q(a, edu, user)[0], 201)
+        self.assertEqual(self.post_q(a, soe, user)[0], 201)     # Education + SOE is fine
+        for body in (edu, soe, gcc):
+            status, err = self.post_q(a, body, user)
+            self.assertEqual((status, err["code"]), (409, 600040), body)
+            self.assertTrue(err["description"].startswith(
+                "The customer already has the qualification"))
+        status, doc = self.post_q(b, gcc, user)
+        self.assertEqual((status, doc["qualification"]), (201, "GovernmentCommunityCloud"))
+        self.assertEqual(self.post_q(b, edu, user)[0], 409)
+        self.assertEqual(remaining()["12345"], 3)
+        # the older ?code= spelling
+        c = str(uuid.uuid4())
+        status, _, data = self.req("POST", "/v1/customers/%s/qualifications?code=24680" % c,
+                                   {"qualification": "GovernmentCommunityCloud"}, token=user)
+        self.assertEqual(status, 201, data)
+        self.assertEqual(remaining()["24680"], 9)
+        # GET shows what was created; fixture tenants keep their fixture
+        got = json.loads(self.get_q(a)[2])
+        self.assertEqual([i["qualification"] for i in got], ["Education", "StateOwnedEntity"])
+        self.assertEqual(got[0]["vettingStatus"], "InReview")
+        self.assertEqual(self.post_q(P1 + "07", soe, user)[0], 201)
+        self.assertEqual(json.loads(self.get_q(P1 + "07")[2]), [])
+        # the REST reference's shape for aaaaaaaa... tenants
+        rest = "aaaaaaaa-1111-2222-3333-444444444444"
+        status, doc = self.post_q(rest, edu, user)
+        self.assertEqual(status, 200)
+        self.assertEqual([i["qualification"] for i in doc["qualifications"]], ["Education"])
+        status, doc = self.post_q(rest, soe, user)
+        self.assertEqual([i["qualification"] for i in doc["qualifications"]],
+                         ["Education", "StateOwnedEntity"])
+        self.assertEqual(self.stats()["qualifications_created"], 7)
+        # reset forgets everything
+        self.control("POST", "reset")
+        self.token = self.new_token()
+        self.assertEqual(json.loads(self.get_q(a)[2]), GENERIC_OK)
+        self.assertEqual(remaining(), {"12345": 4, "67890": 0, "24680": 10})
+
+    def test_post_idempotency(self):
+        user = self.new_token(USER_FORM)
+        soe = {"qualification": "StateOwnedEntity"}
+        once = P3 + "9"
+        status, err = self.post_q(once, soe, user, request_id="rid-1")
+        self.assertEqual((status, err["code"]), (503, 503))
+        self.assertEqual(self.post_q(once, soe, user, request_id="rid-1"), (201, soe))
+        # a retry after success replays the answer instead of a 409
+        self.assertEqual(self.post_q(once, soe, user, request_id="rid-1"), (201, soe))
+        status, err = self.post_q(once, soe, user, request_id="rid-2")
+        self.assertEqual(status, 503)
+        self.assertEqual((self.post_q(once, soe, user, request_id="rid-2")[1]["code"]), 600040)
+        self.assertEqual(self.post_q(once, soe, user)[0], 503)       # no MS-RequestId
+        self.assertEqual(self.post_q(once, soe, user)[0], 503)
+        # any tenant: replays even a body that differs; 22222222...503 always fails
+        t = str(uuid.uuid4())
+        self.assertEqual(self.post_q(t, soe, user, request_id="r")[0], 201)
+        self.assertEqual(self.post_q(t, {"qualification": "Nonprofit"}, user,
+                                     request_id="r"), (201, soe))
+        self.assertEqual(self.post_q(t, soe, user, request_id="r2")[0], 409)
+        for _ in range(2):
+            self.assertEqual(self.post_q(P2 + "503", soe, user, request_id="x")[0], 503)
+        s = self.stats()
+        self.assertEqual((s["qualifications_created"], s["post_replays"]), (2, 2))
+        self.control("POST", "reset")
+        user = self.new_token(USER_FORM)
+        self.assertEqual(self.post_q(once, soe, user, request_id="rid-1")[0], 503)
 
     # -- recording -------------------------------------------------------------
     def test_request_log_copy_format(self):
@@ -620,11 +785,14 @@ class EmulatorTest(unittest.TestCase):
         rows = self.log_lines()
         self.assertEqual(len(rows), 6)
         for row in rows:
-            self.assertEqual(len(row), 12, row)
+            self.assertEqual(len(row), LOG_COLUMNS, row)
         self.assertEqual([r[0] for r in rows], ["1", "2", "3", "4", "5", "6"])
         self.assertEqual(rows[0], ["1", "POST", "/partner-tenant/oauth2/token", "token",
                                    "partner-tenant", "200", "client_credentials",
-                                   "\\N", "\\N", "\\N", "\\N", "\\N"])
+                                   "\\N", "\\N", "\\N", "\\N", "\\N",
+                                   "application/x-www-form-urlencoded",
+                                   "grant_type,client_id,client_secret,resource",
+                                   "\\N", "\\N"])
         self.assertEqual(rows[1][:8], ["2", "GET", "/v1/customers/%s/qualifications" % tenant,
                                        "api", tenant, "200", self.token, "corr-1"])
         self.assertEqual(rows[1][8:11], ["req-1", "pcqual tests", "ua\\\\with\\ttab"])
@@ -821,6 +989,533 @@ class EmulatorTest(unittest.TestCase):
                 return
             time.sleep(0.05)
         self.fail("timed out waiting for " + what)
+
+    # -- TLS listeners and certificates ------------------------------------------
+    def tls_conn(self, offset=1, host="127.0.0.1"):
+        ctx = ssl.create_default_context(cafile=os.path.join(self.certs, "ca.crt"))
+        return http.client.HTTPSConnection(host, self.port + offset, timeout=30, context=ctx)
+
+    def test_make_certs(self):
+        d = tempfile.mkdtemp(prefix="emulator-certs-")
+        try:
+            for _ in range(2):                          # idempotent: overwrites
+                t = time.monotonic()
+                subprocess.run(["bash", MAKE_CERTS, d], check=True, capture_output=True,
+                               timeout=30)
+                self.assertLess(time.monotonic() - t, 5)
+            names = ("ca", "server", "wrong-name", "expired", "self-signed", "client")
+            self.assertEqual(sorted(os.listdir(d)),
+                             sorted(n + ext for n in names for ext in (".crt", ".key")))
+            for n in names:
+                self.assertEqual(os.stat(os.path.join(d, n + ".crt")).st_mode & 0o777, 0o644)
+                self.assertEqual(os.stat(os.path.join(d, n + ".key")).st_mode & 0o777, 0o600)
+
+            def openssl(*args):
+                return subprocess.run(["openssl", *args], capture_output=True, text=True,
+                                      cwd=d, timeout=30)
+
+            for n, ok in (("server", True), ("wrong-name", True), ("expired", False),
+                          ("self-signed", False)):
+                r = openssl("verify", "-x509_strict", "-CAfile", "ca.crt", n + ".crt")
+                self.assertEqual(r.returncode == 0, ok, (n, r.stdout, r.stderr))
+            r = openssl("verify", "-CAfile", "ca.crt", "expired.crt")
+            self.assertIn("certificate has expired", r.stdout + r.stderr)
+            for n, san in (("server", "IP Address:127.0.0.1, DNS:localhost"),
+                           ("wrong-name", "DNS:other.example"),
+                           ("expired", "IP Address:127.0.0.1, DNS:localhost"),
+                           ("self-signed", "IP Address:127.0.0.1")):
+                self.assertIn(san, openssl("x509", "-in", n + ".crt", "-noout", "-ext",
+                                           "subjectAltName").stdout, n)
+            dates = openssl("x509", "-in", "expired.crt", "-noout", "-dates").stdout
+            self.assertIn("notAfter=Jan  2 00:00:00 2020 GMT", dates)
+            text = openssl("x509", "-in", "client.crt", "-noout", "-text").stdout
+            self.assertIn("rsaEncryption", text)
+            self.assertIn("Public-Key: (2048 bit)", text)
+        finally:
+            shutil.rmtree(d)
+
+    def test_tls_listeners(self):
+        self.assertEqual(self.proc.also, "pc_emulator also on " + " ".join(
+            ["https://127.0.0.1:%d (%s)" % (self.port + i, n) for i, n in
+             enumerate(("server", "wrong-name", "expired", "self-signed"), 1)]
+            + ["http://127.0.0.1:%d (redirect target)" % (self.port + 5)]))
+        for host in ("127.0.0.1", "localhost"):
+            c = self.tls_conn(host=host)
+            self.assertEqual(self.req("GET", "/_emulator/health", conn=c)[2], b"ok")
+            sock = c.sock
+            # keep-alive; the same app and state as the plain listener
+            status, _, data = self.post_token(APP_FORM, conn=c)
+            token = json.loads(data)["access_token"]
+            for tenant in (P1 + "01", P2 + "404", GENERIC):
+                self.get_q(tenant, token, conn=c)
+                self.assertIs(c.sock, sock)
+            self.assertEqual(self.get_q(P1 + "01", token)[0], 200)     # token valid on P too
+            c.close()
+        self.assertEqual(self.get_q(P2 + "604", conn=self.tls_conn())[0], 200)
+        self.assertEqual(len(self.log_lines()), 12)       # all in the one log
+        for offset, reason in ((2, "match"), (3, "expired"), (4, "self-signed")):
+            with self.assertRaises(ssl.SSLCertVerificationError) as cm:
+                self.tls_conn(offset).request("GET", "/_emulator/health")
+            self.assertIn(reason, str(cm.exception), offset)
+        # without verification the other three serve the app too
+        for offset in (2, 3, 4):
+            c = http.client.HTTPSConnection("127.0.0.1", self.port + offset, timeout=30,
+                                            context=ssl._create_unverified_context())
+            self.assertEqual(self.req("GET", "/_emulator/health", conn=c)[2], b"ok")
+            c.close()
+        self.assertTrue(self.try_health(self.port))
+
+    def test_tls_slow_client_leaving(self):
+        c = self.tls_conn()
+        c.connect()
+        c.sock.sendall(("GET /v1/customers/%s611/qualifications HTTP/1.1\r\nHost: x\r\n"
+                        "Authorization: Bearer %s\r\n\r\n" % (P2, self.token)).encode())
+        time.sleep(0.2)
+        c.close()
+        self.wait_for(lambda: any(line[5] == "499" for line in self.log_lines()),
+                      "the slow handler to notice the TLS client left")
+
+    # -- redirects ---------------------------------------------------------------
+    def test_redirects_and_target(self):
+        target = "http://127.0.0.1:%d" % (self.port + 5)
+        user = self.new_token(USER_FORM)
+        for method, token in (("GET", self.token), ("POST", user)):
+            status, r, _ = self.req(method, "/v1/customers/%s302/qualifications" % P2,
+                                    {"qualification": "StateOwnedEntity"}, token=token)
+            self.assertEqual((status, r.getheader("Location")), (302, target + "/stolen"))
+        status, r, data = self.post_token(APP_FORM, tenant="Redirect.onmicrosoft.com")
+        self.assertEqual((status, r.getheader("Location"), data),
+                         (307, target + "/stolen-token", b""))
+        self.assertNotIn("redirect-target", [row[3] for row in self.log_lines()])
+        self.assertEqual(self.stats()["redirect_target_requests"], 0)
+        # what reaching the target looks like
+        status, _, data = self.req("POST", "/stolen-token", urlencode(APP_FORM),
+                                   headers={"Content-Type":
+                                            "application/x-www-form-urlencoded"},
+                                   conn=self.conn(self.port + 5))
+        self.assertEqual((status, json.loads(data)), (200, {"redirected": True}))
+        status, _, data = self.req("GET", "/stolen", token="emu-app-1",
+                                   conn=self.conn(self.port + 5))
+        self.assertEqual(status, 200)
+        rows = self.log_lines("?kind=redirect-target")
+        self.assertEqual([(r[1], r[2], r[6], r[13]) for r in rows],
+                         [("POST", "/stolen-token", "\\N",
+                           "grant_type,client_id,client_secret,resource"),
+                          ("GET", "/stolen", "Bearer emu-app-1", "\\N")])
+        self.assertNotIn(b"pcqual-test-secret", self.control("GET", "requests"))
+        self.assertEqual(self.stats()["redirect_target_requests"], 2)
+
+    # -- client assertions ---------------------------------------------------------
+    def b64url(self, data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def x5t(self):
+        der = subprocess.run(["openssl", "x509", "-in", os.path.join(self.certs, "client.crt"),
+                              "-outform", "DER"], capture_output=True, check=True).stdout
+        return self.b64url(hashlib.sha1(der).digest())
+
+    def assertion(self, aud=None, header=(), claims=(), key="client.key", tamper=False):
+        now = int(time.time())
+        h = {"alg": "RS256", "typ": "JWT", "x5t": self.x5t()}
+        c = {"aud": aud or "http://127.0.0.1:%d/partner-tenant/oauth2/token" % self.port,
+             "iss": "pcqual-test-app", "sub": "pcqual-test-app", "jti": str(uuid.uuid4()),
+             "nbf": now, "exp": now + 600}
+        h.update(header)
+        c.update(claims)
+
+        def signing_input():
+            return ".".join(self.b64url(json.dumps({k: v for k, v in d.items()
+                                                    if v is not None}).encode())
+                            for d in (h, c))
+
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign",
+                              os.path.join(self.certs, key)], input=signing_input().encode(),
+                             capture_output=True, check=True).stdout
+        if tamper:
+            c["exp"] += 1              # the signature no longer matches the claims
+        return signing_input() + "." + self.b64url(sig)
+
+    def assertion_form(self, jwt, **extra):
+        return dict({"grant_type": "client_credentials", "client_id": "pcqual-test-app",
+                     "client_assertion_type":
+                         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                     "client_assertion": jwt,
+                     "resource": "https://api.partnercenter.microsoft.com"}, **extra)
+
+    def test_client_assertion_success(self):
+        jwt = self.assertion()
+        status, _, data = self.post_token(self.assertion_form(jwt))
+        self.assertEqual(status, 200, data)
+        body = json.loads(data)
+        self.assertRegex(body["access_token"], r"^emu-app-\d+$")
+        self.assertEqual(body["expires_in"], "3600")
+        self.assertEqual(self.get_q(P1 + "01", body["access_token"])[0], 200)
+        # over TLS the audience is the https URL; no client_id field is fine
+        form = self.assertion_form(self.assertion(
+            "https://127.0.0.1:%d/partner-tenant/oauth2/token" % (self.port + 1)))
+        del form["client_id"]
+        self.assertEqual(self.post_token(form, conn=self.tls_conn())[0], 200)
+        # replay
+        status, _, data = self.post_token(self.assertion_form(jwt))
+        self.assertEqual((status, json.loads(data)["error_codes"]), (401, [50013]))
+        row = self.log_lines("?kind=token")[1]
+        self.assertEqual((row[5], row[6], row[13]), (
+            "200", "client_credentials+assertion",
+            "grant_type,client_id,client_assertion_type,client_assertion,resource"))
+        self.assertNotIn(jwt.encode(), self.control("GET", "requests?format=json"))
+        self.assertEqual(self.stats()["assertion_grants"], 2)
+
+    def test_client_assertion_failures(self):
+        now = int(time.time())
+        other_aud = "http://localhost:%d/partner-tenant/oauth2/token" % self.port
+        cases = [  # (form, status, AADSTS code)
+            (self.assertion_form(self.assertion(), client_secret="pcqual-test-secret"),
+             400, 9002313),
+            (self.assertion_form(self.assertion(), client_assertion_type="jwt"), 400, 9002313),
+            (self.assertion_form("a.b"), 400, 50027),
+            (self.assertion_form("!!.??.**"), 400, 50027),
+            (self.assertion_form(self.b64url(b"[1]") + ".e30.c2ln"), 400, 50027),
+            (self.assertion_form(self.assertion(header={"typ": "JOSE"})), 400, 50027),
+            (self.assertion_form(self.assertion(claims={"jti": None})), 400, 50027),
+            (self.assertion_form(self.assertion(header={"alg": "HS256"})), 401, 700027),
+            (self.assertion_form(self.assertion(header={"x5t": self.b64url(b"x" * 20)})),
+             401, 700027),
+            (self.assertion_form(self.assertion(header={"x5t": None})), 401, 700027),
+            (self.assertion_form(self.assertion(key="server.key")), 401, 700027),
+            (self.assertion_form(self.assertion(tamper=True)), 401, 700027),
+            (self.assertion_form(self.assertion(claims={"iss": "someone"})), 401, 700016),
+            (self.assertion_form(self.assertion(claims={"sub": "someone"})), 401, 700016),
+            (self.assertion_form(self.assertion(), client_id="other-app"), 401, 700021),
+            (self.assertion_form(self.assertion(other_aud)), 401, 700023),
+            (self.assertion_form(self.assertion(
+                "https://127.0.0.1:%d/partner-tenant/oauth2/token" % self.port)), 401, 700023),
+            (self.assertion_form(self.assertion(claims={"exp": now - 10})), 401, 700024),
+            (self.assertion_form(self.assertion(claims={"exp": now + 90000})), 401, 700024),
+            (self.assertion_form(self.assertion(claims={"exp": None})), 401, 700024),
+            (self.assertion_form(self.assertion(claims={"nbf": now + 600})), 401, 700024),
+        ]
+        for form, status, code in cases:
+            got, _, data = self.post_token(form)
+            body = json.loads(data)
+            self.assertEqual((got, body["error"], body["error_codes"]),
+                             (status, "invalid_client", [code]), form)
+            self.assertTrue(body["error_description"].startswith("AADSTS%d: " % code))
+            for part in form["client_assertion"].split("."):
+                if len(part) > 8:
+                    self.assertNotIn(part, data.decode())
+            self.assertNotIn(b"pcqual-test-secret", data)
+        # an assertion whose aud uses the Host header the client sent
+        status, _, data = self.req("POST", "/partner-tenant/oauth2/token",
+                                   urlencode(self.assertion_form(self.assertion(other_aud))),
+                                   headers={"Content-Type": "application/x-www-form-urlencoded",
+                                            "Host": "localhost:%d" % self.port})
+        self.assertEqual(status, 200, data)
+        self.assertNotIn(b"client_assertion=", self.control("GET", "requests"))
+
+    def test_client_assertion_without_certificate(self):
+        # the slow instance has no --tls-dir: no certificate registered
+        c = self.conn(self.slow_port)
+        status, _, data = self.post_token(self.assertion_form(self.assertion()), conn=c)
+        c.close()
+        self.assertEqual((status, json.loads(data)["error_codes"]), (401, [700027]))
+
+    # -- refresh rotation and token faults ------------------------------------------
+    def refresh(self, refresh_token):
+        status, _, data = self.post_token(dict(USER_FORM, refresh_token=refresh_token))
+        body = json.loads(data)
+        self.assertNotIn(refresh_token.encode(), data if status != 200 else b"")
+        return status, body.get("refresh_token") or body.get("error_codes", [None])[0] \
+            or body["error_description"][:12]
+
+    def test_refresh_rotation(self):
+        s1, r1 = self.refresh("pcqual-test-refresh")
+        s2, r2 = self.refresh("pcqual-test-refresh")
+        self.assertEqual((s1, s2), (200, 200))
+        self.assertNotEqual(r1, r2)
+        self.assertEqual(self.refresh(r1)[0], 200)
+        self.assertEqual(self.refresh(r1)[0], 200)          # not strict: reusable
+        self.assertEqual(self.refresh("pcqual-test-refresh-rot-999999"),
+                         (400, "AADSTS70000:"))
+        self.config(refresh_rotation_strict="on")
+        s, r3 = self.refresh("pcqual-test-refresh")
+        self.assertEqual(s, 200)
+        self.assertEqual(self.refresh("pcqual-test-refresh"), (400, 70008))
+        s, r4 = self.refresh(r3)
+        self.assertEqual(s, 200)
+        self.assertEqual(self.refresh(r3), (400, 70008))
+        self.assertEqual(self.refresh(r4)[0], 200)
+        self.assertEqual(self.stats()["refresh_grants"], 7)
+        self.control("POST", "reset")
+        self.config(refresh_rotation_strict="on")
+        self.assertEqual(self.refresh("pcqual-test-refresh")[0], 200)
+        self.assertEqual(self.refresh(r3)[0], 200)           # issued ones survive reset
+        self.assertNotIn(b"pcqual-test-refresh", self.control("GET", "requests"))
+
+    def test_token_faults(self):
+        fresh_forms = (lambda: APP_FORM, lambda: USER_FORM,
+                       lambda: self.assertion_form(self.assertion()))
+        for form in fresh_forms:
+            self.config(token_fault="crlf")
+            status, _, data = self.post_token(form())
+            self.assertEqual(status, 200)
+            self.assertIn("\r\n", json.loads(data)["access_token"])
+            self.config(token_fault="no_token")
+            status, _, data = self.post_token(form())
+            self.assertEqual(status, 200)
+            self.assertNotIn("access_token", json.loads(data))
+            self.config(token_fault="non_json")
+            status, r, data = self.post_token(form())
+            self.assertEqual((status, r.getheader("Content-Type")), (200, "text/html"))
+            self.assertRaises(ValueError, json.loads, data)
+        # errors are not affected
+        self.assertEqual(self.post_token(dict(APP_FORM, client_secret="x"))[0], 401)
+        self.config(token_fault="off")
+        self.assertIn("access_token", json.loads(self.post_token(APP_FORM)[2]))
+
+    # -- validation codes ------------------------------------------------------------
+    def test_validations(self):
+        path = "/v1/customers/all/validations"
+        user = self.new_token(USER_FORM)
+        status, r, data = self.req("GET", path, token=user)
+        self.assertEqual(status, 200)
+        items = json.loads(data)
+        self.assertEqual(items[0], {
+            "partnerId": "9daaeb1c-4195-4db5-9f1d-509eb70c8c2d",
+            "organizationName": "Contoso, Inc.", "validationId": "12345", "maxCreates": 5,
+            "remainingCreates": 4, "eTag": "W/\"datetime'2018-10-10T18%3A49%3A58.727348Z'\""})
+        self.assertEqual(len(items), 3)
+        self.assertEqual([i["remainingCreates"] for i in items], [4, 0, 10])
+        self.assertIsNone(items[2]["organizationName"])
+        self.assertTrue(all(isinstance(i["validationId"], str) for i in items))
+        self.config(validations_shape="wrapped")
+        self.assertEqual(json.loads(self.req("GET", path, token=self.token)[2]),
+                         {"totalCount": 3, "items": items})
+        self.config(validations_shape="empty")
+        self.assertEqual(self.req("GET", path, token=self.token)[2], b"[]")
+        self.assertEqual(self.req("POST", path, {}, token=user)[0], 405)
+        self.assertEqual(self.req("GET", path, token="bogus")[0], 401)
+        self.assertEqual(self.stats()["validations_requests"], 3)
+
+    # -- customer list -----------------------------------------------------------------
+    def customers(self, query="", token_header=None, conn=None):
+        h = {"MS-ContinuationToken": token_header} if token_header is not None else {}
+        status, _, data = self.req("GET", "/v1/customers" + query, headers=h,
+                                   token=self.token, conn=conn)
+        return status, json.loads(data)
+
+    def all_pages(self, query):
+        status, page = self.customers(query)
+        pages = [page]
+        c = self.conn()
+        while "next" in pages[-1]["links"]:
+            self.assertEqual(status, 200, pages[-1])
+            nxt = pages[-1]["links"]["next"]
+            self.assertEqual((nxt["method"], nxt["headers"][0]["key"]),
+                             ("GET", "MS-ContinuationToken"))
+            status, page = self.customers(nxt["uri"][len("/v1/customers"):],
+                                          nxt["headers"][0]["value"], conn=c)
+            pages.append(page)
+        c.close()
+        return pages
+
+    def test_customer_list_paging(self):
+        pages = self.all_pages("")
+        self.assertEqual([len(p["items"]) for p in pages], [40, 40, 20])
+        self.assertEqual([p["totalCount"] for p in pages], [40, 40, 20])
+        items = [i for p in pages for i in p["items"]]
+        ids = [i["id"] for i in items]
+        self.assertEqual(ids, ["cccccccc-0000-4000-8000-%012d" % n for n in range(1, 101)])
+        first = items[0]
+        self.assertEqual(first, {
+            "id": ids[0], "companyProfile": {
+                "tenantId": ids[0], "domain": "contoso-school-001.onmicrosoft.com",
+                "companyName": "Contoso School 001",
+                "attributes": {"objectType": "CustomerCompanyProfile"}},
+            "relationshipToPartner": "reseller", "attributes": {"objectType": "Customer"}})
+        self.assertEqual(items[1]["companyProfile"]["companyName"], "Fabrikam Bank 002")
+        self.assertEqual(items[41]["companyProfile"]["companyName"],
+                         "M\u00fcller Bildung GmbH \u2013 Z\u00fcrich \u65e5\u672c")
+        self.assertNotIn("tenantId", items[76]["companyProfile"])
+        self.assertEqual(sum(i["relationshipToPartner"] == "advisor" for i in items), 10)
+        self.assertEqual(pages[0]["attributes"], {"objectType": "Collection"})
+        self.assertEqual(pages[0]["links"]["next"]["uri"],
+                         "/v1/customers?size=40&seekOperation=Next")
+        tokens = [p["links"]["next"]["headers"][0]["value"] for p in pages[:2]]
+        for t in tokens:
+            self.assertTrue(set("+/=") <= set(t), t)
+        self.assertNotIn("next", pages[-1]["links"])
+        self.assertEqual(self.stats()["customer_pages"], 3)
+        rows = self.log_lines("?kind=api")
+        self.assertEqual([(r[4], r[14], r[15]) for r in rows],
+                         [("\\N", "\\N", "\\N"), ("\\N", tokens[0], "size=40&seekOperation=Next"),
+                          ("\\N", tokens[1], "size=40&seekOperation=Next")])
+        # sizes
+        self.assertEqual([len(p["items"]) for p in self.all_pages("?size=500")], [100])
+        self.assertEqual([len(p["items"]) for p in self.all_pages("?size=33")], [33, 33, 33, 1])
+        for bad in ("0", "501", "abc", "-1", ""):
+            self.assertEqual(self.customers("?size=" + bad)[0], 400, bad)
+        # broken continuation tokens
+        t = tokens[0]
+        altered = t[:10] + ("A" if t[10] != "A" else "B") + t[11:]
+        for bad in (None, "", t.replace("+", " "), t[:-4], altered,
+                    base64.b64encode(b'{"offset":0}').decode()):
+            self.assertEqual(self.customers("?seekOperation=Next", bad)[0], 400, bad)
+        self.assertEqual(self.customers("?seekOperation=Previous", t)[0], 400)
+        # a token may be used again; size= on Next wins over the token's
+        status, page = self.customers("?size=5&seekOperation=next", t)
+        self.assertEqual((status, page["items"][0]["id"], len(page["items"])), (200, ids[40], 5))
+        self.assertEqual(self.req("POST", "/v1/customers", {}, token=self.token)[0], 405)
+        # config customer_count
+        self.config(customer_count=1250)
+        pages = self.all_pages("?size=500")
+        self.assertEqual([len(p["items"]) for p in pages], [500, 500, 250])
+        last = pages[-1]["items"][-1]
+        self.assertEqual((last["id"], last["companyProfile"]["companyName"],
+                          last["relationshipToPartner"]),
+                         ("cccccccc-0000-4000-8000-000000001250", "Woodgrove Hospital 1250",
+                          "advisor"))
+        self.config(customer_count=0)
+        status, page = self.customers()
+        self.assertEqual((status, page["totalCount"], page["items"]), (200, 0, []))
+        self.assertNotIn("next", page["links"])
+
+    def test_customer_list_filter(self):
+        def names(field, value, size=40):
+            q = "?size=%d&filter=%s" % (size, quote(json.dumps(
+                {"Field": field, "Value": value, "Operator": "starts_with"})))
+            return [i["companyProfile"]["companyName"] for p in self.all_pages(q)
+                    for i in p["items"]]
+
+        contoso = names("CompanyName", "contoso", size=7)
+        self.assertEqual(len(contoso), 20)
+        self.assertTrue(all(n.startswith("Contoso School") for n in contoso))
+        self.assertEqual(names("Domain", "FAB"), ["Fabrikam Bank %03d" % n
+                                                  for n in range(2, 101, 5) if n != 42])
+        self.assertEqual(names("CompanyName", "m\u00dcller"),
+                         ["M\u00fcller Bildung GmbH \u2013 Z\u00fcrich \u65e5\u672c"])
+        self.assertEqual(names("Domain", "nobody"), [])
+        self.assertEqual(len(names("CompanyName", "")), 100)
+        for bad in ('{"Field": "Name", "Value": "c", "Operator": "starts_with"}',
+                    '{"Field": "Domain", "Value": "c", "Operator": "contains"}',
+                    '{"Field": "Domain", "Value": 1, "Operator": "starts_with"}',
+                    '{"Field": "Domain"', '[]'):
+            self.assertEqual(self.customers("?filter=" + quote(bad))[0], 400, bad)
+
+    def test_customer_page_latency(self):
+        self.config(customers_page_latency_ms=300)
+        t = time.monotonic()
+        status, page = self.customers("?size=60")
+        self.assertLess(time.monotonic() - t, 0.25)
+        t = time.monotonic()
+        status, page = self.customers("?seekOperation=Next",
+                                      page["links"]["next"]["headers"][0]["value"])
+        self.assertGreaterEqual(time.monotonic() - t, 0.29)
+        self.assertEqual((status, len(page["items"])), (200, 40))
+
+    # -- overrides and the bulk population -------------------------------------------------
+    def override(self, tenant, body, expect=200):
+        status, _, data = self.req("POST", "/_emulator/customer?tenant=" + tenant, body)
+        self.assertEqual(status, expect, data)
+        return json.loads(data)
+
+    def test_customer_overrides(self):
+        items = [{"qualification": "Education", "vettingStatus": "Denied",
+                  "vettingReason": "Not an Education Customer"}]
+        for tenant in (GENERIC, P1 + "01"):
+            self.override(tenant, {"qualifications": items})
+            self.assertEqual(json.loads(self.get_q(tenant)[2]), items)
+        self.override(GENERIC, {"fail": 503})
+        for _ in range(2):
+            status, _, data = self.get_q(GENERIC)
+            self.assertEqual((status, json.loads(data)["code"]), (503, 503))
+        self.override(GENERIC, {"fail": 400, "description": "bad\u001b[31m\r\nX"})
+        status, _, data = self.get_q(GENERIC)
+        self.assertEqual((status, json.loads(data)["description"]), (400, "bad\u001b[31m\r\nX"))
+        self.override(GENERIC, {"fail": 403, "code": 900329, "description": "App-only"})
+        status, _, data = self.get_q(GENERIC)
+        self.assertEqual((status, json.loads(data)["code"]), (403, 900329))
+        self.override(GENERIC, {"fail": 429})
+        self.assertEqual(self.get_q(GENERIC)[1].getheader("Retry-After"), "1")
+        status, _, data = self.req("GET", "/_emulator/customer?tenant=" + GENERIC.upper())
+        self.assertEqual(json.loads(data)["override"]["status"], 429)
+        self.assertEqual(self.stats()["overrides"], 2)
+        self.assertEqual(self.override(GENERIC, {"clear": True})["override"], None)
+        self.assertEqual(json.loads(self.get_q(GENERIC)[2]), GENERIC_OK)
+        for bad in ({"fail": 200}, {"fail": "503"}, {"qualifications": {}}, {"clear": 1}, [],
+                    {"fail": 503, "clear": True}, {"fail": 503, "description": 7}, "nope"):
+            self.override(GENERIC, bad, 400)
+        self.assertEqual(self.req("POST", "/_emulator/customer?tenant=x",
+                                  {"clear": True})[0], 400)
+        self.control("POST", "reset")
+        self.token = self.new_token()
+        self.assertEqual(json.loads(self.get_q(P1 + "01")[2]), SEED_APPROVED)
+
+    def test_bulk_tenants(self):
+        tenants = ["44444444-%04x-0000-0000-%012x" % (i, i * 7919) for i in range(100)]
+
+        def buckets(t):
+            h = hashlib.sha256(t.encode()).digest()
+            return int.from_bytes(h[:4], "big") % 100, int.from_bytes(h[4:8], "big") % 100
+
+        c = self.conn()
+
+        def answers():
+            out = {}
+            for t in tenants:
+                status, _, data = self.get_q(t, conn=c)
+                out[t] = "503" if status == 503 else json.loads(data)[0]["vettingStatus"]
+            return out
+
+        self.config(change_percent=30, fail_percent=10)
+        self.assertEqual(set(answers().values()), {"InReview"})      # epoch 0
+        self.config(sync_epoch=1)
+        got = answers()
+        want = {t: "503" if buckets(t)[1] < 10 else
+                "Approved" if buckets(t)[0] < 30 else "InReview" for t in tenants}
+        self.assertEqual(got, want)
+        self.assertTrue(10 < sum(v == "Approved" for v in got.values()) < 50)
+        self.config(sync_epoch=2)
+        self.assertEqual(set(answers().values()), {"InReview", "503"})
+        self.config(fail_percent=0, change_percent=100, sync_epoch=3)
+        self.assertEqual(set(answers().values()), {"Approved"})
+        c.close()
+        item = json.loads(self.get_q(tenants[0])[2])[0]
+        self.assertEqual(item["vettingCreatedDate"], "2024-01-15T10:00:00Z")
+
+    # -- request log: the new columns ------------------------------------------------------
+    def test_request_log_bodies(self):
+        user = self.new_token(USER_FORM)
+        body = '{"qualification": "StateOwnedEntity", "website": "a\tb\nc\\\\d\x00"}'
+        self.req("POST", "/v1/customers/%s/qualifications?x=1&y=%%20" % GENERIC, body,
+                 headers={"Content-Type": "application/json; charset=utf-8"}, token=user)
+        self.req("POST", "/somewhere", "client_secret=pcqual-test-secret&{\"json\":1}=2",
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        rows = self.log_lines()
+        post, other = rows[2], rows[3]
+        self.assertEqual(len(post), LOG_COLUMNS)
+        self.assertEqual(post[12], "application/json; charset=utf-8")
+        self.assertEqual(copy_unescape(post[13]), body.replace("\x00", "\\x00"))
+        self.assertEqual(post[15], "x=1&y=%20")
+        self.assertEqual((other[3], other[13]), ("other", "client_secret,?"))
+        self.assertEqual(rows[1][13], "grant_type,refresh_token,client_id,client_secret,"
+                                      "resource,scope")
+        entries = json.loads(self.control("GET", "requests?format=json"))
+        self.assertEqual(entries[2]["body"], body)
+        self.assertEqual(entries[2]["query"], "x=1&y=%20")
+        self.assertIsNone(entries[0]["continuation_token"])
+        text = self.control("GET", "requests") + self.control("GET", "requests?format=json")
+        self.assertNotIn(b"pcqual-test-secret", text)
+        self.assertNotIn(b"pcqual-test-refresh", text)
+
+    def test_busy_redirect_port_is_an_error(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1] - 5
+            proc = subprocess.run([sys.executable, EMULATOR, "--port", str(port), "--quiet"],
+                                  capture_output=True, timeout=20)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn(b"cannot listen on 127.0.0.1:", proc.stderr)
 
     # -- last: results of the background slow request, and a clean stderr ------
     def test_zz_slow_fixture_full_wait(self):

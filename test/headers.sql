@@ -12,7 +12,8 @@ SELECT ok((SELECT bool_and(method = 'GET' AND path LIKE '/v1/customers/%/qualifi
           'GET {base}/v1/customers/{tenant}/qualifications');
 SELECT ok((SELECT bool_and(auth LIKE 'emu-app-%') FROM api), 'Authorization: Bearer with the App-only token');
 SELECT ok((SELECT bool_and(accept = 'application/json') FROM api), 'Accept: application/json');
-SELECT ok((SELECT bool_and(user_agent = 'pcqual/1.1') FROM api), 'User-Agent: pcqual/<version>');
+SELECT ok((SELECT bool_and(user_agent = 'pcqual/' || (SELECT extversion FROM pg_extension WHERE extname = 'pcqual')) FROM api),
+          'User-Agent: pcqual/<version>');
 SELECT ok((SELECT bool_and(application = 'pcqual') FROM api), 'MS-PartnerCenter-Application defaults to pcqual');
 SELECT ok((SELECT bool_and(request_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$') FROM api),
           'MS-RequestId is a version 4 GUID');
@@ -56,9 +57,10 @@ SELECT pg_temp.emulator('revoke');
 SELECT pg_temp.emulator('reset');
 SELECT count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
 SELECT results_eq(
-    $$SELECT method, path, auth FROM pg_temp.emulator_log() WHERE kind = 'token'$$,
-    $$VALUES ('POST', '/pcqual-test-partner.onmicrosoft.com/oauth2/token', 'client_credentials')$$,
-    'App-only tokens come from {authority}/{partner_tenant}/oauth2/token with grant_type=client_credentials');
+    $$SELECT method, path, auth, content_type, body FROM pg_temp.emulator_log() WHERE kind = 'token'$$,
+    $$VALUES ('POST', '/pcqual-test-partner.onmicrosoft.com/oauth2/token', 'client_credentials',
+              'application/x-www-form-urlencoded', 'grant_type,client_id,client_secret,resource')$$,
+    'App-only tokens come from {authority}/{partner_tenant}/oauth2/token: a form with grant_type=client_credentials');
 
 -- Connections stay alive between calls.  The emulator counts the TCP
 -- connections it accepted; each read of a counter costs one (curl's own), and

@@ -1,45 +1,292 @@
 #!/usr/bin/env python3
 """Microsoft Partner Center emulator for the pcqual test suite.
 
-Serves, on loopback only:
-
-  POST /{partner_tenant}/oauth2/token           Azure AD v1 token endpoint
-  GET  /v1/customers/{tenant}/qualifications    fixtures (see FIXTURES below)
-  POST /v1/customers/{tenant}/qualifications    App+User only, answers 201
-  /_emulator/...                                control and recording API
-
-Standard library only (Python 3.11).  Usage:
+Standard library only (Python 3.11; the `openssl` command line is used to
+verify client assertions).  Listens on loopback only.  Usage:
 
   python3 test/pc_emulator.py [--host 127.0.0.1] [--port 18765]
                               [--latency-ms 0] [--quiet]
+                              [--tls-dir DIR] [--client-cert FILE]
 
 The default port may also come from the environment variable
-PCQUAL_EMULATOR_PORT.  --port 0 picks a free port.  Unless --quiet is given,
-the first line written to stdout is
-  pc_emulator listening on http://HOST:PORT
-so a harness can learn the port.
+PCQUAL_EMULATOR_PORT.
+
+Listeners (P = --port; all share one state, one log, one config):
+  P     plain HTTP: everything below
+  P+1   HTTPS, the same app, certificate DIR/server.crt      } only with
+  P+2   HTTPS, DIR/wrong-name.crt (SAN DNS:other.example)     } --tls-dir DIR
+  P+3   HTTPS, DIR/expired.crt (valid 2020-01-01..02 only)    } (made by
+  P+4   HTTPS, DIR/self-signed.crt (not signed by DIR/ca.crt) } test/make-certs.sh)
+  P+5   plain HTTP, the REDIRECT TARGET (always started): answers every
+        request, whatever method and path, 200 {"redirected": true} and
+        records it with kind "redirect-target", the Authorization header in
+        the auth column and the body's form key names in the body column
+        (NULL when there was no body): a test can prove nothing reached it.
+Every listener is required: the emulator exits with an error when one of
+the ports is taken.  --port 0 picks a free block of 6 consecutive ports.
+Unless --quiet is given, the first line written to stdout is
+  pc_emulator listening on http://HOST:P
+(unchanged, so a harness can learn P) and the second
+  pc_emulator also on [https://HOST:P+1 (server) https://HOST:P+2
+  (wrong-name) https://HOST:P+3 (expired) https://HOST:P+4 (self-signed) ]
+  http://HOST:P+5 (redirect target)
+(one line; the https part only with --tls-dir).  TLS: TLS 1.2+, ALPN
+http/1.1, keep-alive as on plain HTTP.
+
+--tls-dir DIR also registers DIR/client.crt as the application's
+certificate for client assertions; --client-cert FILE registers FILE
+instead (and works without --tls-dir).
+
+Credentials: client id "pcqual-test-app", secret "pcqual-test-secret",
+refresh token "pcqual-test-refresh"; the access token "pcqual-static-token"
+is always accepted (App-only).
+
+Token endpoint (Azure AD v1):  POST /{partner_tenant}/oauth2/token
+  form-encoded.  Answers carry Cache-Control: no-store, no-cache.  No error
+  body ever echoes a secret, an assertion or a refresh token.
+  - partner tenant "redirect.onmicrosoft.com" (any case): 307 with
+    Location: http://HOST:P+5/stolen-token, whatever the request.
+  - grant_type=client_credentials with client_id + client_secret: an
+    App-only token "emu-app-N" ({"token_type","expires_in" (a string),
+    "ext_expires_in","access_token","resource"}); "resource" is required
+    (400 AADSTS900144); a wrong id or secret: 401 AADSTS7000215.
+    Logged with auth "client_credentials".
+  - grant_type=client_credentials with client_assertion_type=
+    urn:ietf:params:oauth:client-assertion-type:jwt-bearer and
+    client_assertion=JWT (a certificate credential), checked as Azure AD
+    does; every failure answers {"error": "invalid_client",
+    "error_description": "AADSTSnnn: ...", "error_codes": [nnn]}:
+      400 AADSTS9002313  client_secret sent too, or another assertion type
+      401 AADSTS700027   no certificate registered (no --tls-dir/--client-cert)
+      400 AADSTS50027    not three base64url parts; header or payload not a
+                         JSON object; "typ" present but not JWT; no "jti"
+      401 AADSTS700027   header "alg" not RS256; "x5t" missing or not the
+                         base64url (unpadded) SHA-1 thumbprint of the
+                         registered certificate's DER ("The key was not
+                         found": thumbprint not registered); RS256
+                         signature over "header.payload" does not verify
+                         with the certificate's public key (checked with
+                         `openssl dgst -sha256 -verify`)
+      401 AADSTS700016   "iss" or "sub" is not pcqual-test-app
+      401 AADSTS700021   form field client_id present and not the "iss"
+      401 AADSTS700023   "aud" is not the token endpoint URL exactly as the
+                         client addressed it: SCHEME://HOST-HEADER/PATH
+                         (http on P, https on P+1..P+4; no query)
+      401 AADSTS700024   "exp" missing, not a number, not in the future or
+                         more than 24 h ahead; "nbf" (optional) later than
+                         now + 5 min
+      401 AADSTS50013    "jti" already used by an accepted assertion
+                         (remembered until /_emulator/reset)
+    Success: an App-only token, as for the secret; logged with auth
+    "client_credentials+assertion".
+  - grant_type=refresh_token: an App+User token "emu-user-N" ({"token_type",
+    "expires_in" (a number),"access_token","refresh_token","scope"}); a
+    client_id or client_secret, if sent, must be right (401 AADSTS7000215).
+    Every success returns a NEW refresh token "pcqual-test-refresh-rot-N"
+    (N global, never reused).  Valid refresh tokens: "pcqual-test-refresh"
+    and every one issued (issued ones stay valid across reset).  Unknown:
+    400 invalid_grant AADSTS70000.  Config refresh_rotation_strict=on: each
+    refresh token, the original too, works once (uses while it was off do
+    not count); a used one answers 400 invalid_grant AADSTS70008 ("The
+    refresh token has expired or was revoked"); /_emulator/reset forgets
+    which were used.
+  - config token_fault (default off) changes every 200 answer:
+      crlf      access_token is "emu-...-N\\r\\nMS-CorrelationId: crlf-injected"
+                (a client that puts it in a header unchecked shows
+                "crlf-injected" in the log's correlation_id column)
+      no_token  the JSON has no access_token field
+      non_json  an HTML page (text/html) instead of JSON
+  - anything else: 400 unsupported_grant_type AADSTS70003; not POST: 405.
+  The log's body column for the token endpoint holds only the form's key
+  names, comma-separated, in order (e.g. "grant_type,client_id,
+  client_secret,resource"; a key that is not [A-Za-z0-9_.-]{1,64} shows
+  as "?"), never a value.
+
+Partner Center API (Authorization: Bearer <token>; a missing, unknown,
+revoked or expired token answers 401 code 900420 with WWW-Authenticate).
+MS-CorrelationId and MS-RequestId are echoed on every API answer.
+  GET  /v1/customers/{tenant}/qualifications
+         first an override set with /_emulator/customer (below), then
+         FIXTURES (below), then the fault tenants, then (any valid GUID)
+         the 44444444- bulk tenants, the qualifications created with POST
+         (as a bare array), else GENERIC_OK; not a GUID: 400; fa11...: 404.
+  POST /v1/customers/{tenant}/qualifications       (create)
+         in this order:
+         - an App-only token (emu-app-*, pcqual-static-token): 403
+           {"code": 900329, "description": "This resource doesn't support
+           application-only authentication.", ...}
+         - tenant not a GUID: 400 2001; 22222222-...-000000000302: the 302
+           below; the 22222222 error fixtures (400..503): their answer;
+           fa11...: 404
+         - idempotency: an answer already given to this tenant for the same
+           MS-RequestId is replayed as it was (counted as post_replays);
+           answers remembered: everything from here on except the first
+           503 of 33333333-0000-0000-0000-000000000009
+         - 33333333-0000-0000-0000-000000000009: 503 (PC error body) the
+           first time an MS-RequestId is seen, normal processing when the
+           same MS-RequestId comes again; no MS-RequestId: always 503
+         - Content-Type not application/json (parameters allowed): 415 600050
+         - body not a JSON object: 400 600010; a key other than
+           qualification, educationSegment, website, validationCode: 400
+           600014; a null value: 400 600015; a non-string value: 400 600016;
+           qualification missing or not Education, GovernmentCommunityCloud,
+           StateOwnedEntity (any case): 400 600011
+         - Education: educationSegment must be exactly K12 or
+           HigherEducation (400 600017); website optional; validationCode
+           not allowed (400 600018)
+         - GovernmentCommunityCloud: validationCode (or the older ?code=)
+           required (400 600013), must be a validationId of
+           /v1/customers/all/validations (400 600019) with remainingCreates
+           > 0 (400 600020); educationSegment/website not allowed (600018)
+         - StateOwnedEntity: no other field (400 600018)
+         - the tenant already holds it (created earlier), or holds
+           Education and asks GCC or the reverse: 409 600040
+         - success: remembered for the tenant (until reset); a GCC create
+           decrements its validation code's remainingCreates; answers 201
+           with the one new item {"qualification","vettingStatus":
+           "InReview","vettingCreatedDate"} (StateOwnedEntity: only
+           "qualification"), or, for tenants starting "aaaaaaaa", 200
+           {"qualifications": [every item created for the tenant]}.
+  GET  /v1/customers/all/validations      App-only or App+User
+         [{"partnerId","organizationName","validationId","maxCreates",
+           "remainingCreates","eTag"}, ...]: 12345 (Contoso, Inc., 4 of 5
+         left), 67890 (Fabrikam Government, 0 of 3 left), 24680
+         (organizationName null, 10 of 10 left); reset restores the counts.
+         Config validations_shape: array (default), wrapped
+         ({"totalCount": n, "items": [...]}), empty ([]).
+  GET  /v1/customers[?size=N][&filter=F][&seekOperation=Next]
+         customer list, App-only or App+User.  Config customer_count
+         customers (default 100, at most 100000), for n = 1, 2, ...:
+         id = tenant id cccccccc-0000-4000-8000-<n in 12 digits>;
+         companyName "<prefix> <n in at least 3 digits>" with prefix by
+         (n-1) mod 5: Contoso School, Fabrikam Bank, Northwind Traders,
+         Tailspin Toys, Woodgrove Hospital; domain: the name lower-case,
+         spaces as "-", + ".onmicrosoft.com" (contoso-school-001.
+         onmicrosoft.com); relationshipToPartner "advisor" when n is a
+         multiple of 10, else "reseller".  Except: n = 42 is "Müller Bildung
+         GmbH – Zürich 日本" (domain muellerbildung.onmicrosoft.com; sent as
+         raw UTF-8), and n = 77's
+         companyProfile has no tenantId (use "id").  Answer:
+           {"totalCount": <items on THIS page>, "items": [{"id",
+            "companyProfile": {"tenantId","domain","companyName",
+            "attributes": {"objectType": "CustomerCompanyProfile"}},
+            "relationshipToPartner","attributes": {"objectType":
+            "Customer"}}, ...],
+            "links": {"self": {"uri": <request path>, "method": "GET",
+            "headers": []}, "next": {"uri": "/v1/customers?size=N&
+            seekOperation=Next", "method": "GET", "headers": [{"key":
+            "MS-ContinuationToken", "value": <token>}]}},
+            "attributes": {"objectType": "Collection"}}
+         size 1..500, default 40 (on Next: the token's size unless size=
+         is given); anything else: 400.  The last page has no "next".
+         Next page: seekOperation=Next (any case) and the header
+         MS-ContinuationToken; missing, altered or foreign token: 400.
+         The token is standard base64 (always contains "+", "/" and "=")
+         of an HMAC-signed JSON {offset, size, filter, nonce}; it carries
+         the filter (a filter= on a Next request is ignored).
+         filter= (URL-encoded JSON) {"Field": "CompanyName" | "Domain",
+         "Value": "<text>", "Operator": "starts_with"}: case-insensitive
+         prefix match; another Field or Operator, a non-string Value, or
+         not JSON: 400.  Config customers_page_latency_ms (default 0)
+         delays every Next page (the wait ends early, logged 499, if the
+         client leaves).  Pages served count as customer_pages.
+  other methods: 405; other paths: 404.
+
+Fixtures by customer tenant id (case-insensitive):
+  11111111-0000-0000-0000-0000000000NN  success shapes (FIXTURES)
+  22222222-0000-0000-0000-000000000NNN  status NNN (400 401 403 404 409
+        418 429 500 502 503) also for POST, or a fault (600 malformed JSON,
+        601 wrong shape, 602/603 bad item, 604 empty, 605 HTML, 606 5 MB,
+        607 endless chunked stream, 608 deep nesting, 609 dropped
+        connection, 610 truncated body, 611 10 s slow answer, 612 100 KB
+        fields); 302: GET and POST answer 302 with
+        Location: http://HOST:P+5/stolen (the redirect target).
+  33333333-0000-0000-0000-00000000000N  N=1..8 fail then succeed, or always
+        fail (RETRY_FIXTURES; attempt counters cleared by reset); N=9 the
+        POST idempotency fault above.
+  44444444-XXXX-XXXX-XXXX-XXXXXXXXXXXX  bulk population for benchmarks and
+        scheduled-sync tests.  h = SHA-256 of the lower-case tenant id
+        (ASCII); change bucket = int(h[0:4], big endian) mod 100; fail
+        bucket = int(h[4:8], big endian) mod 100 (independent).  With config
+        sync_epoch E (default 0), change_percent C, fail_percent F (both
+        0..100, default 0):
+          fail bucket < F and E >= 1  -> 503 (PC error body) every time
+          else 200 [{"qualification": "Education", "vettingStatus": S,
+                     "vettingCreatedDate": "2024-01-15T10:00:00Z"}]
+               S = "Approved" if change bucket < C and E is odd,
+                   else "InReview"
+        so going from an even to an odd epoch changes exactly the C% of
+        tenants whose change bucket is < C.
+  cccccccc-0000-4000-8000-000000000NNN  the customer list; their
+        qualifications are the generic answer.
+  fa11....                              404 tenant not found
+  any other GUID                        GENERIC_OK (or what POST created)
 
 Control API (never delayed, never auth-checked, never recorded):
   GET  /_emulator/health     -> 200 "ok"
-  POST /_emulator/reset      -> clear log, attempt counters and statistics,
-                                config back to CLI defaults, revoke all tokens
-  POST /_emulator/revoke     -> every token issued so far is rejected
-  GET|POST /_emulator/config?latency_ms=&throttle_inflight=&
-                             throttle_retry_after=&token_expires_in=
-                             (throttle_inflight=0 or "off" disables throttling)
+  POST /_emulator/reset      -> clear log, attempt counters, statistics,
+                                created qualifications, MS-RequestId memory,
+                                validation counts, customer overrides, used
+                                refresh tokens and assertion jti's; config
+                                back to CLI defaults; revoke all access tokens
+  POST /_emulator/revoke     -> every access token issued so far is rejected
+  GET|POST /_emulator/config?key=value&...  (or a JSON/form body); keys:
+         latency_ms (>= 0, every API request), throttle_inflight (429 above
+         K requests in flight; 0 or "off" disables), throttle_retry_after,
+         token_expires_in, refresh_rotation_strict (on/off),
+         token_fault (off|crlf|no_token|non_json),
+         validations_shape (array|wrapped|empty), customers_page_latency_ms,
+         sync_epoch (>= 0), change_percent, fail_percent (0..100),
+         customer_count (0..100000, the length of the customer list)
+  GET|POST /_emulator/customer?tenant=<uuid>
+         POST a JSON body, one of:
+           {"qualifications": [...]}  GET of that tenant answers 200 with
+                                      that array (overrides fixtures and
+                                      created state)
+           {"fail": NNN}              GET answers status NNN (400..599) with
+                                      a PC error body every time (429 adds
+                                      Retry-After: 1); an optional
+                                      "description" replaces the error
+                                      description (e.g. with control
+                                      characters, to test sanitising) and
+                                      an optional "code" the error code
+                                      (default: the status); a failure
+                                      override also answers POSTs to that
+                                      tenant (after the token check)
+           {"clear": true}            remove the override
+         GET shows the override ({"tenant", "override": {"status","body"}
+         or null}).  Reset clears all overrides.
   GET  /_emulator/requests   -> PostgreSQL COPY text format, columns:
          seq, method, path, kind, tenant, status, auth, correlation_id,
-         request_id, application, user_agent, accept
+         request_id, application, user_agent, accept, content_type, body,
+         continuation_token, query
+         kind: api, token, other, redirect-target.  auth: the bearer token
+         (api), the grant label (token), the Authorization header
+         (redirect-target).  body: API requests: the body as text (invalid
+         UTF-8 replaced, cut at 65536 characters), NULL when empty; other
+         kinds: the form key names only (see the token endpoint).
+         continuation_token: the MS-ContinuationToken header.  query: the
+         raw query string (NULL without "?").  NUL characters are written
+         as the four characters \\x00.
        ?format=json          -> JSON array (adds "time")
        ?since=N              -> only records with seq > N
-       ?kind=api|token|other -> only records of that kind
-  GET  /_emulator/stats      -> JSON counters
+       ?kind=KIND            -> only records of that kind
+  GET  /_emulator/stats      -> JSON counters: api_requests, token_requests,
+         other_requests, status_counts, dropped, throttled, max_in_flight,
+         in_flight, connections, tokens_valid, log_entries,
+         customer_pages, validations_requests, qualifications_created,
+         post_replays, redirect_target_requests, assertion_grants,
+         refresh_grants, overrides
 """
 
 import _thread
 import argparse
+import base64
 import collections
 import email.utils
+import functools
+import hashlib
+import hmac
 import http
 import http.server
 import ipaddress
@@ -48,11 +295,15 @@ import math
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import socketserver
+import ssl
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from urllib.parse import parse_qsl, unquote
@@ -64,19 +315,27 @@ APP_CLIENT_ID = "pcqual-test-app"
 APP_CLIENT_SECRET = "pcqual-test-secret"
 REFRESH_TOKEN = "pcqual-test-refresh"
 STATIC_TOKEN = "pcqual-static-token"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+REDIRECT_PARTNER = "redirect.onmicrosoft.com"
 
 DEFAULT_PORT = 18765
+PORT_BLOCK = 6                       # P, P+1..P+4 (TLS), P+5 (redirect target)
+TLS_CERTS = ("server", "wrong-name", "expired", "self-signed")   # P+1..P+4
+REDIRECT_OFFSET = 5
 MAX_BODY = 16 * 1024 * 1024          # request bodies larger than this: 413
 MAX_LOG = 500_000                    # recorded requests kept (oldest dropped)
+MAX_LOG_BODY = 65536                 # characters of a request body recorded
 IDLE_TIMEOUT = 120                   # seconds a keep-alive connection may idle
 STREAM_LIMIT = 2 * 1024 ** 3         # the endless chunked stream stops here
 
 JSON = "application/json"
 HTML = "text/html"
 TEXT = "text/plain; charset=utf-8"
+TOKEN_JSON = "application/json; charset=utf-8"
 
 GUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+FORM_KEY_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 
 REASONS = {s.value: s.phrase for s in http.HTTPStatus}
 
@@ -95,12 +354,19 @@ def throttle_body(seconds):
                        "Rate limit is exceeded. Try again in %s seconds." % seconds}).encode()
 
 
+def aad_error(error, code, text):
+    """An Azure AD token endpoint error body."""
+    return json.dumps({"error": error, "error_description": "AADSTS%d: %s" % (code, text),
+                       "error_codes": [code]}).encode()
+
+
 AUTH_FAILED = pc_error(900420, "Authentication failed: the token is invalid or expired.")
 INVALID_CUSTOMER = pc_error(2001, "Invalid customer id.")
 TENANT_NOT_FOUND = pc_error(60003, "Tenant not found.")
 NOT_FOUND = pc_error(404, "Resource not found.")
-APP_USER_REQUIRED = json.dumps({"code": 600012, "description":
-                                "This operation requires App+User authentication."}).encode()
+SERVICE_UNAVAILABLE = pc_error(503, "The service is temporarily unavailable.")
+APP_ONLY_REFUSED = pc_error(900329, "This resource doesn't support application-only "
+                                    "authentication.")
 
 AAD_INVALID_CLIENT = json.dumps({
     "error": "invalid_client",
@@ -111,6 +377,9 @@ AAD_INVALID_CLIENT = json.dumps({
 AAD_INVALID_GRANT = json.dumps({
     "error": "invalid_grant",
     "error_description": "AADSTS70000: Provided grant is invalid or malformed."}).encode()
+AAD_REFRESH_USED = aad_error("invalid_grant", 70008,
+                             "The refresh token has expired or was revoked. The refresh "
+                             "token was already redeemed.")
 AAD_UNSUPPORTED_GRANT = json.dumps({
     "error": "unsupported_grant_type",
     "error_description": "AADSTS70003: The app requested an unsupported grant type. "
@@ -120,6 +389,12 @@ AAD_NO_RESOURCE = json.dumps({
     "error_description": "AADSTS900144: The request body must contain the following "
                          "parameter: 'resource'.",
     "error_codes": [900144]}).encode()
+
+TOKEN_FAULT_HTML = (b"<!DOCTYPE html><html><head><title>Sign in to your account</title>"
+                    b"</head><body><p>Sign in to your account</p></body></html>")
+TOKEN_FAULTS = ("", "crlf", "no_token", "non_json")
+CRLF_INJECTION = "\r\nMS-CorrelationId: crlf-injected"
+REDIRECTED = b'{"redirected": true}'
 
 BAD_GATEWAY_HTML = (
     "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
@@ -256,9 +531,171 @@ RETRY_FIXTURES = {
     P3 + "8": [(502, BAD_GATEWAY_HTML, HTML), (200, SEED_APPROVED)],
 }
 
+REDIRECT_TENANT = P2 + "302"
+RETRY_ONCE_TENANT = P3 + "9"          # POST: 503 the first time an MS-RequestId is seen
+REST_SHAPE_PREFIX = "aaaaaaaa"        # POST answers 200 {"qualifications": [...]}
+BULK_PREFIX = "44444444-"
+
 QUALIFICATIONS = {"education": "Education",
                   "governmentcommunitycloud": "GovernmentCommunityCloud",
                   "stateownedentity": "StateOwnedEntity"}
+POST_FIELDS = ("qualification", "educationSegment", "website", "validationCode")
+EXTRA_FIELDS = {"Education": ("educationSegment", "website"),
+                "GovernmentCommunityCloud": ("validationCode",),
+                "StateOwnedEntity": ()}
+EDUCATION_SEGMENTS = ("K12", "HigherEducation")
+EXCLUSIVE = {"Education": "GovernmentCommunityCloud",
+             "GovernmentCommunityCloud": "Education"}
+
+def gcc_code(doc, query):
+    """A GCC create's validation code: the body's, else the older ?code=."""
+    code = doc.get("validationCode")
+    if code is None:
+        code = dict(parse_qsl(query or "", keep_blank_values=True)).get("code", "")
+    return code.strip()
+
+
+def find_validation(validations, code):
+    for v in validations:
+        if v["validationId"] == code:
+            return v
+    return None
+
+
+# GCC validation codes (remainingCreates is per state, see State.reset)
+PARTNER_ID = "9daaeb1c-4195-4db5-9f1d-509eb70c8c2d"
+ETAG = "W/\"datetime'2018-10-10T18%3A49%3A58.727348Z'\""
+VALIDATIONS = (
+    {"partnerId": PARTNER_ID, "organizationName": "Contoso, Inc.", "validationId": "12345",
+     "maxCreates": 5, "remainingCreates": 4, "eTag": ETAG},
+    {"partnerId": PARTNER_ID, "organizationName": "Fabrikam Government",
+     "validationId": "67890", "maxCreates": 3, "remainingCreates": 0, "eTag": ETAG},
+    {"partnerId": PARTNER_ID, "organizationName": None, "validationId": "24680",
+     "maxCreates": 10, "remainingCreates": 10, "eTag": ETAG},
+)
+
+# bulk tenants 44444444-...: (change bucket, fail bucket) from a hash
+BULK_DATE = "2024-01-15T10:00:00Z"
+BULK_BODIES = {s: json.dumps([{"qualification": "Education", "vettingStatus": s,
+                               "vettingCreatedDate": BULK_DATE}]).encode()
+               for s in ("Approved", "InReview")}
+
+
+def bulk_buckets(key):
+    h = hashlib.sha256(key.encode("ascii", "replace")).digest()
+    return int.from_bytes(h[0:4], "big") % 100, int.from_bytes(h[4:8], "big") % 100
+
+
+def bulk_answer(key, cfg):
+    change, fail = bulk_buckets(key)
+    epoch = cfg["sync_epoch"]
+    if fail < cfg["fail_percent"] and epoch >= 1:
+        return (503, SERVICE_UNAVAILABLE)
+    approved = change < cfg["change_percent"] and epoch % 2 == 1
+    return (200, BULK_BODIES["Approved" if approved else "InReview"])
+
+
+# the customer list: (casefolded name, casefolded domain, JSON of the item)
+CUSTOMER_PREFIXES = ("Contoso School", "Fabrikam Bank", "Northwind Traders",
+                     "Tailspin Toys", "Woodgrove Hospital")
+DEFAULT_CUSTOMERS = 100
+MAX_CUSTOMERS = 100_000
+UNICODE_CUSTOMER = 42
+NO_TENANT_ID_CUSTOMER = 77
+DEFAULT_PAGE_SIZE = 40
+MAX_PAGE_SIZE = 500
+
+
+@functools.lru_cache(maxsize=4)
+def customers(count):
+    """The first count customers of the list."""
+    out = []
+    for i in range(1, count + 1):
+        tid = "cccccccc-0000-4000-8000-%012d" % i
+        name = "%s %03d" % (CUSTOMER_PREFIXES[(i - 1) % len(CUSTOMER_PREFIXES)], i)
+        domain = name.lower().replace(" ", "-") + ".onmicrosoft.com"
+        if i == UNICODE_CUSTOMER:
+            name = "M\u00fcller Bildung GmbH \u2013 Z\u00fcrich \u65e5\u672c"
+            domain = "muellerbildung.onmicrosoft.com"
+        profile = {"tenantId": tid, "domain": domain, "companyName": name,
+                   "attributes": {"objectType": "CustomerCompanyProfile"}}
+        if i == NO_TENANT_ID_CUSTOMER:
+            del profile["tenantId"]
+        item = {"id": tid, "companyProfile": profile,
+                "relationshipToPartner": "advisor" if i % 10 == 0 else "reseller",
+                "attributes": {"objectType": "Customer"}}
+        out.append((name.casefold(), domain.casefold(),
+                    json.dumps(item, ensure_ascii=False).encode()))
+    return tuple(out)
+
+
+FILTER_FIELDS = {"CompanyName": 0, "Domain": 1}      # index into a customers() entry
+
+
+def parse_customer_filter(raw):
+    """The filter= JSON as (field index, casefolded prefix), or None if invalid."""
+    try:
+        f = json.loads(raw)
+    except ValueError:
+        return None
+    if (not isinstance(f, dict) or f.get("Operator") != "starts_with"
+            or f.get("Field") not in FILTER_FIELDS or not isinstance(f.get("Value"), str)):
+        return None
+    return FILTER_FIELDS[f["Field"]], f["Value"].casefold()
+
+
+# continuation tokens: base64(MAGIC + HMAC + JSON); MAGIC encodes as "+/+/"
+CONT_MAGIC = b"\xfb\xff\xbf"
+CONT_KEY = os.urandom(32)
+CONT_MAC = 12
+
+
+def make_continuation(offset, size, flt):
+    payload = json.dumps({"offset": offset, "size": size, "filter": flt,
+                          "nonce": os.urandom(6).hex()}, separators=(",", ":")).encode()
+    if (len(CONT_MAGIC) + CONT_MAC + len(payload)) % 3 == 0:
+        payload += b" "                  # so the base64 always ends in "="
+    mac = hmac.new(CONT_KEY, payload, "sha256").digest()[:CONT_MAC]
+    return base64.b64encode(CONT_MAGIC + mac + payload).decode()
+
+
+def read_continuation(token):
+    """(offset, size, filter) from a token this process issued, else None."""
+    try:
+        raw = base64.b64decode(token or "", validate=True)
+    except ValueError:
+        return None
+    n = len(CONT_MAGIC)
+    mac, payload = raw[n:n + CONT_MAC], raw[n + CONT_MAC:]
+    if (raw[:n] != CONT_MAGIC
+            or not hmac.compare_digest(mac, hmac.new(CONT_KEY, payload, "sha256")
+                                       .digest()[:CONT_MAC])):
+        return None
+    d = json.loads(payload)
+    flt = tuple(d["filter"]) if d["filter"] else None
+    return d["offset"], d["size"], flt
+
+
+def override_from(doc):
+    """A /_emulator/customer body as a fixture tuple, "clear", or None if invalid."""
+    if not isinstance(doc, dict) or not doc:
+        return None
+    if isinstance(doc.get("qualifications"), list) and len(doc) == 1:
+        return (200, json.dumps(doc["qualifications"]).encode())
+    status = doc.get("fail")
+    description = doc.get("description", "Injected failure for this customer.")
+    code = doc.get("code", status)
+    if (type(status) is int and 400 <= status <= 599 and isinstance(description, str)
+            and type(code) in (int, str) and set(doc) <= {"fail", "description", "code"}):
+        body = pc_error(code, description)
+        return (status, body, JSON, (("Retry-After", "1"),) if status == 429 else ())
+    if doc.get("clear") is True and len(doc) == 1:
+        return "clear"
+    return None
+
+
+CONTROL_ENDPOINTS = ("health", "reset", "revoke", "config", "customer", "requests", "stats")
+
 
 # --------------------------------------------------------------------------
 # shared state
@@ -274,17 +711,28 @@ def http_date():
     return _date_cache[1]
 
 
-class State:
-    """Everything the handlers share.  Locks are held for a few bytecodes only."""
+COUNTERS = ("customer_pages", "validations_requests", "qualifications_created",
+            "post_replays", "redirect_target_requests", "assertion_grants", "refresh_grants")
 
-    def __init__(self, defaults):
+
+class State:
+    """Everything the handlers (of every listener) share.  Locks are held
+    for a few bytecodes only."""
+
+    def __init__(self, defaults, cert=None):
         self.defaults = dict(defaults)
-        self.lock = threading.Lock()           # log, attempts, statistics
+        self.cert = cert                       # ClientCert or None
+        self.lock = threading.Lock()           # log, attempts, statistics, sets below
         self.flight_lock = threading.Lock()    # in-flight counter
-        self.token_lock = threading.Lock()
+        self.token_lock = threading.Lock()     # token and refresh token counters
+        self.write_lock = threading.Lock()     # POST create + MS-RequestId memory
         self.token_seq = 0                     # global, never reset
+        self.refresh_seq = 0                   # global, never reset
+        self.refresh_issued = set()            # never reset
         self.in_flight = 0
-        self.connections = 0                   # incremented by the accept thread
+        self.connections = 0                   # incremented by the accept threads
+        self.url_host = "127.0.0.1"            # set by open_listeners()
+        self.ports = {}
         self.reset()
 
     def reset(self):
@@ -302,6 +750,14 @@ class State:
             self.throttled = 0
             self.max_in_flight = 0
             self.connections = 0
+            self.counters = dict.fromkeys(COUNTERS, 0)
+            self.created = {}                  # tenant -> [items created by POST]
+            self.answers = {}                  # (tenant, MS-RequestId) -> (status, body)
+            self.request_ids = set()           # (tenant, MS-RequestId) seen by RETRY_ONCE
+            self.validations = [dict(v) for v in VALIDATIONS]
+            self.overrides = {}                # tenant -> fixture tuple
+            self.refresh_used = set()
+            self.jtis = set()
 
     def revoke(self):
         n = len(self.tokens)
@@ -321,6 +777,33 @@ class State:
             return True
         exp = self.tokens.get(token)
         return exp is not None and time.monotonic() < exp
+
+    def redeem_refresh(self, refresh_token):
+        """(new refresh token, None), or (None, error body)."""
+        strict = self.config["refresh_rotation_strict"]
+        with self.token_lock:
+            if refresh_token != REFRESH_TOKEN and refresh_token not in self.refresh_issued:
+                return None, AAD_INVALID_GRANT
+            if strict:
+                if refresh_token in self.refresh_used:
+                    return None, AAD_REFRESH_USED
+                self.refresh_used.add(refresh_token)
+            self.refresh_seq += 1
+            new = "%s-rot-%d" % (REFRESH_TOKEN, self.refresh_seq)
+            self.refresh_issued.add(new)
+        return new, None
+
+    def first_use(self, collection, key):
+        """True (and key remembered) if key is not yet in the set."""
+        with self.lock:
+            if key in collection:
+                return False
+            collection.add(key)
+            return True
+
+    def count(self, name):
+        with self.lock:
+            self.counters[name] += 1
 
     def attempt(self, tenant):
         with self.lock:
@@ -343,12 +826,15 @@ class State:
             else:
                 self.status_counts[status] = self.status_counts.get(status, 0) + 1
 
+    def redirect_url(self, path):
+        return "http://%s:%d%s" % (self.url_host, self.ports["redirect"], path)
+
     def config_json(self):
         return dict(self.config)
 
     def stats(self):
         with self.lock:
-            return {
+            out = {
                 "api_requests": self.api_requests,
                 "token_requests": self.token_requests,
                 "other_requests": self.other_requests,
@@ -360,34 +846,97 @@ class State:
                 "connections": self.connections,
                 "tokens_valid": len(self.tokens),
                 "log_entries": len(self.log),
+                "overrides": len(self.overrides),
             }
+            out.update(self.counters)
+            return out
+
+
+# --------------------------------------------------------------------------
+# settings (/_emulator/config)
+
+OFF_WORDS = ("", "off", "none", "null", "false", "no", "0")
+ON_WORDS = ("on", "true", "yes", "1")
+
+
+def _number(raw):
+    val = float(raw)
+    if not math.isfinite(val) or val < 0:
+        raise ValueError("negative")
+    return int(val) if val == int(val) else val
+
+
+def _count(raw):
+    val = int(raw)
+    if val < 0:
+        raise ValueError("negative")
+    return val
+
+
+def _inflight(raw):
+    return 0 if raw.lower() in OFF_WORDS else _count(raw)
+
+
+def _at_most(limit):
+    def parse(raw):
+        val = _count(raw)
+        if val > limit:
+            raise ValueError("over %d" % limit)
+        return val
+    return parse
+
+
+def _flag(raw):
+    low = raw.lower()
+    if low in ON_WORDS or low in OFF_WORDS:
+        return low in ON_WORDS
+    raise ValueError("not a boolean")
+
+
+def _choice(values):
+    def parse(raw):
+        low = raw.lower()
+        if "" in values and low in OFF_WORDS:
+            return ""
+        if low in values:
+            return low
+        raise ValueError("not one of %s" % ", ".join(values))
+    return parse
 
 
 CONFIG_KEYS = {
-    "latency_ms": float,
-    "throttle_inflight": int,
-    "throttle_retry_after": int,
-    "token_expires_in": int,
+    "latency_ms": _number,
+    "throttle_inflight": _inflight,
+    "throttle_retry_after": _count,
+    "token_expires_in": _count,
+    "refresh_rotation_strict": _flag,
+    "token_fault": _choice(TOKEN_FAULTS),
+    "validations_shape": _choice(("array", "wrapped", "empty")),
+    "customers_page_latency_ms": _number,
+    "sync_epoch": _count,
+    "change_percent": _at_most(100),
+    "fail_percent": _at_most(100),
+    "customer_count": _at_most(MAX_CUSTOMERS),
 }
 
 
+def default_config(latency_ms=0):
+    return {"latency_ms": latency_ms, "throttle_inflight": 0, "throttle_retry_after": 1,
+            "token_expires_in": 3600, "refresh_rotation_strict": False, "token_fault": "",
+            "validations_shape": "array", "customers_page_latency_ms": 0,
+            "sync_epoch": 0, "change_percent": 0, "fail_percent": 0,
+            "customer_count": DEFAULT_CUSTOMERS}
+
+
 def parse_config_value(key, raw):
-    raw = raw.strip()
-    if key == "throttle_inflight" and raw.lower() in ("", "off", "none", "null", "false"):
-        return 0
-    val = CONFIG_KEYS[key](raw)
-    if not math.isfinite(val) or val < 0:
-        raise ValueError("negative")
-    if key == "latency_ms" and val == int(val):
-        val = int(val)
-    return val
+    return CONFIG_KEYS[key](raw.strip())
 
 
 # --------------------------------------------------------------------------
 # COPY text format
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r",
-                               "\b": "\\b", "\f": "\\f", "\v": "\\v"})
+                               "\b": "\\b", "\f": "\\f", "\v": "\\v", "\0": "\\\\x00"})
 
 
 def copy_field(v):
@@ -397,12 +946,137 @@ def copy_field(v):
 
 
 LOG_FIELDS = ("seq", "time", "method", "path", "kind", "tenant", "status", "auth",
-              "correlation_id", "request_id", "application", "user_agent", "accept")
-COPY_COLUMNS = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)   # indexes into a log entry
+              "correlation_id", "request_id", "application", "user_agent", "accept",
+              "content_type", "body", "continuation_token", "query")
+COPY_COLUMNS = (0,) + tuple(range(2, len(LOG_FIELDS)))   # indexes into a log entry
 
 
 def iso_time(t):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
+
+
+def body_text(body):
+    """An API request body as recorded: text, cut at MAX_LOG_BODY characters."""
+    if not body:
+        return None
+    return body[:MAX_LOG_BODY * 4].decode("utf-8", "replace")[:MAX_LOG_BODY]
+
+
+def form_keys(body):
+    """Only the key names of a form body, comma-separated: no value is ever recorded."""
+    if not body:
+        return None
+    pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
+    return ",".join(k if FORM_KEY_RE.match(k) else "?" for k, _ in pairs)
+
+
+# --------------------------------------------------------------------------
+# client assertions (certificate credentials)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text):
+    text = text.rstrip("=")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class ClientCert:
+    """The application's registered certificate: its x5t thumbprint, and its
+    public key extracted once (with openssl) for signature checks."""
+
+    def __init__(self, path, workdir):
+        with open(path, "rb") as f:
+            m = re.search(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----",
+                          f.read(), re.S)
+        if not m:
+            raise ValueError("%s holds no PEM certificate" % path)
+        der = base64.b64decode(b"".join(m.group(1).split()))
+        self.x5t = b64url(hashlib.sha1(der).digest())
+        self.workdir = workdir
+        self.pubkey = os.path.join(workdir, "client-pubkey.pem")
+        out = subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", path],
+                             capture_output=True, timeout=30, check=True).stdout
+        with open(self.pubkey, "wb") as f:
+            f.write(out)
+
+    def verify(self, data, signature):
+        """True if signature is a good RS256 signature of data."""
+        paths = []
+        try:
+            for blob in (data, signature):
+                fd, path = tempfile.mkstemp(dir=self.workdir)
+                paths.append(path)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(blob)
+            return subprocess.run(["openssl", "dgst", "-sha256", "-verify", self.pubkey,
+                                   "-signature", paths[1], paths[0]],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  timeout=30).returncode == 0
+        finally:
+            for path in paths:
+                os.unlink(path)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_assertion(form, audience, cert, now):
+    """Azure AD's checks of a client_credentials request with a client
+    assertion.  Returns (None, jti) when it is good, else ((status, AADSTS
+    code, description), None).  No description quotes the assertion."""
+    if "client_secret" in form or form.get("client_assertion_type") != JWT_BEARER:
+        return (400, 9002313, "Invalid request. Request is malformed or invalid: send "
+                "client_assertion_type=%s and a client_assertion, and no client_secret."
+                % JWT_BEARER), None
+    if cert is None:
+        return (401, 700027, "Client assertion failed signature validation. No "
+                "certificate is registered for the application."), None
+    parts = form.get("client_assertion", "").split(".")
+    try:
+        if len(parts) != 3:
+            raise ValueError("not three parts")
+        header, claims = (json.loads(b64url_decode(p)) for p in parts[:2])
+        signature = b64url_decode(parts[2])
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise ValueError("not objects")
+    except (ValueError, RecursionError):
+        return (400, 50027, "JWT token is invalid or malformed."), None
+    typ = header.get("typ")
+    if typ is not None and not (isinstance(typ, str) and typ.upper() == "JWT"):
+        return (400, 50027, "JWT token is invalid or malformed: typ must be JWT."), None
+    if header.get("alg") != "RS256":
+        return (401, 700027, "Client assertion failed signature validation. The signing "
+                "algorithm must be RS256."), None
+    if header.get("x5t") != cert.x5t:
+        return (401, 700027, "Client assertion failed signature validation. [Reason - The "
+                "key was not found.] The certificate thumbprint (x5t) is not registered "
+                "for the application."), None
+    if not cert.verify((parts[0] + "." + parts[1]).encode(), signature):
+        return (401, 700027, "Client assertion failed signature validation."), None
+    if claims.get("iss") != APP_CLIENT_ID or claims.get("sub") != APP_CLIENT_ID:
+        return (401, 700016, "The application named by the assertion's iss and sub claims "
+                "was not found in the directory."), None
+    if form.get("client_id", APP_CLIENT_ID) != APP_CLIENT_ID:
+        return (401, 700021, "Client assertion application identifier doesn't match "
+                "'client_id' parameter."), None
+    if claims.get("aud") != audience:
+        return (401, 700023, "Client assertion audience claim does not match Realm "
+                "issuer: aud must be the token endpoint URL."), None
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    if (not _is_number(exp) or not now < exp <= now + 86400
+            or (nbf is not None and not (_is_number(nbf) and nbf <= now + 300))):
+        return (401, 700024, "Client assertion is not within its valid time range."), None
+    jti = claims.get("jti")
+    if not (isinstance(jti, str) and jti):
+        return (400, 50027, "JWT token is invalid or malformed: the jti claim is "
+                "missing."), None
+    return None, jti
 
 
 # --------------------------------------------------------------------------
@@ -430,22 +1104,27 @@ class Drop(Exception):
     """Close the connection without answering."""
 
 
+def set_kernel_timeouts(sock):
+    """Idle keep-alive connections, stuck TLS handshakes and stuck writes give
+    up after IDLE_TIMEOUT seconds.  SO_RCVTIMEO/SO_SNDTIMEO on a blocking
+    socket cost nothing per call, unlike socket.settimeout(), which adds a
+    poll() before every recv() and send()."""
+    tv = struct.pack("ll", IDLE_TIMEOUT, 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pc-emulator/1.0"
     sys_version = ""
     disable_nagle_algorithm = True
     timeout = None        # see setup(): kernel timeouts instead of Python's
-    state = None          # set on the class by make_server()
+    state = None          # set on the class by open_listeners()
+    scheme = "http"       # "https" on the TLS listeners (for a client assertion's aud)
 
     def setup(self):
-        # Idle keep-alive connections and stuck writes give up after
-        # IDLE_TIMEOUT seconds.  SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket
-        # cost nothing per call, unlike socket.settimeout(), which adds a
-        # poll() before every recv() and send().
-        tv = struct.pack("ll", IDLE_TIMEOUT, 0)
-        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
-        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        set_kernel_timeouts(self.request)
         super().setup()
 
     # -- quiet ------------------------------------------------------------
@@ -528,6 +1207,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- responses ------------------------------------------------------------
     def send(self, status, body=b"", ctype=JSON, extra=(), echo_ids=False):
+        self.leave_flight()
         lines = ["HTTP/1.1 %d %s" % (status, REASONS.get(status, "Unknown")),
                  "Date: " + http_date()]
         if ctype and (body or status < 300):
@@ -603,25 +1283,38 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
-    def dispatch(self):
+    def begin(self):
+        """Start a request: time, query, body.  Returns (path, query, body),
+        or None when the body was unreadable (and that has been answered)."""
         self.t0 = time.time()
+        self.log_body = None
+        path, sep, query = self.path.partition("?")
+        self.query = query if sep else None
         body = self.read_body()
         if body is None:
             self.close_connection = True
             self.send(413 if dict.get(self.headers, "content-length", "0").isdigit() else 400,
                       pc_error(400, "Unreadable request body."))
+            return None
+        return path, query, body
+
+    def dispatch(self):
+        begun = self.begin()
+        if begun is None:
             return
-        path, _, query = self.path.partition("?")
+        path, query, body = begun
         try:
             if path.startswith("/v1/"):
+                self.log_body = body_text(body)
                 self.api(path, query, body)
             elif path.startswith("/_emulator/") or path == "/_emulator":
                 self.control(path, query, body)
             else:
+                self.log_body = form_keys(body)
                 parts = path.split("/")
                 if (len(parts) == 4 and parts[1] and parts[2] == "oauth2"
                         and parts[3] == "token"):
-                    self.token(unquote(parts[1]), body)
+                    self.token(unquote(parts[1]), path, body)
                 else:
                     self.answer("other", None, None, 404, NOT_FOUND)
         except Drop:
@@ -634,7 +1327,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return (self.t0, _intern(self.command), self.path, kind, tenant, status,
                 _intern(auth), dict.get(h, "ms-correlationid"), dict.get(h, "ms-requestid"),
                 _intern(dict.get(h, "ms-partnercenter-application")),
-                _intern(dict.get(h, "user-agent")), _intern(dict.get(h, "accept")))
+                _intern(dict.get(h, "user-agent")), _intern(dict.get(h, "accept")),
+                _intern(dict.get(h, "content-type")), self.log_body,
+                dict.get(h, "ms-continuationtoken"), self.query)
 
     def answer(self, kind, tenant, auth, status, body=b"", ctype=JSON, extra=(),
                echo_ids=False):
@@ -642,45 +1337,86 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.state.record(self.entry(kind, tenant, status, auth), kind, status)
         self.send(status, body, ctype, extra, echo_ids)
 
+    def drop(self, kind, tenant, auth, status=None):
+        """Record (status None: a dropped connection), then close without answering."""
+        self.state.record(self.entry(kind, tenant, status, auth), kind, status)
+        raise Drop()
+
     # -- token endpoint ------------------------------------------------------
-    def token(self, partner_tenant, body):
+    def token(self, partner_tenant, path, body):
+        st = self.state
+        if partner_tenant.lower() == REDIRECT_PARTNER:
+            return self.answer("token", partner_tenant, None, 307, b"",
+                               extra=(("Location", st.redirect_url("/stolen-token")),
+                                      ("Cache-Control", "no-store, no-cache")))
         if self.command != "POST":
-            self.answer("token", partner_tenant, None, 405,
-                        json.dumps({"error": "invalid_request", "error_description":
-                                    "AADSTS900561: The endpoint only accepts POST requests."}
-                                   ).encode(), extra=(("Allow", "POST"),))
-            return
+            return self.answer("token", partner_tenant, None, 405,
+                               json.dumps({"error": "invalid_request", "error_description":
+                                           "AADSTS900561: The endpoint only accepts POST "
+                                           "requests."}).encode(),
+                               extra=(("Allow", "POST"),))
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         grant = form.get("grant_type")
-        ctype = "application/json; charset=utf-8"
-
-        def reply(status, payload):
-            self.answer("token", partner_tenant, grant, status, payload, ctype,
-                        extra=(("Cache-Control", "no-store, no-cache"),))
-
         if grant == "client_credentials":
+            if "client_assertion" in form or "client_assertion_type" in form:
+                return self.assertion_grant(partner_tenant, path, form)
             if (form.get("client_id") != APP_CLIENT_ID
                     or form.get("client_secret") != APP_CLIENT_SECRET):
-                return reply(401, AAD_INVALID_CLIENT)
-            if "resource" not in form:
-                return reply(400, AAD_NO_RESOURCE)
-            token, life = self.state.issue("emu-app-")
-            return reply(200, json.dumps({
-                "token_type": "Bearer", "expires_in": str(life), "ext_expires_in": str(life),
-                "access_token": token, "resource": form["resource"]}).encode())
+                return self.token_reply(partner_tenant, grant, 401, AAD_INVALID_CLIENT)
+            return self.app_token(partner_tenant, grant, form)
         if grant == "refresh_token":
             if "client_id" in form and form["client_id"] != APP_CLIENT_ID:
-                return reply(401, AAD_INVALID_CLIENT)
+                return self.token_reply(partner_tenant, grant, 401, AAD_INVALID_CLIENT)
             if "client_secret" in form and form["client_secret"] != APP_CLIENT_SECRET:
-                return reply(401, AAD_INVALID_CLIENT)
-            if form.get("refresh_token") != REFRESH_TOKEN:
-                return reply(400, AAD_INVALID_GRANT)
-            token, life = self.state.issue("emu-user-")
-            return reply(200, json.dumps({
+                return self.token_reply(partner_tenant, grant, 401, AAD_INVALID_CLIENT)
+            refresh, error = st.redeem_refresh(form.get("refresh_token"))
+            if error is not None:
+                return self.token_reply(partner_tenant, grant, 400, error)
+            st.count("refresh_grants")
+            token, life = st.issue("emu-user-")
+            return self.token_success(partner_tenant, grant, {
                 "token_type": "Bearer", "expires_in": life, "access_token": token,
-                "refresh_token": REFRESH_TOKEN,
-                "scope": form.get("scope") or "user_impersonation"}).encode())
-        return reply(400, AAD_UNSUPPORTED_GRANT)
+                "refresh_token": refresh, "scope": form.get("scope") or "user_impersonation"})
+        return self.token_reply(partner_tenant, grant, 400, AAD_UNSUPPORTED_GRANT)
+
+    def token_reply(self, partner_tenant, label, status, payload, ctype=TOKEN_JSON):
+        self.answer("token", partner_tenant, label, status, payload, ctype,
+                    extra=(("Cache-Control", "no-store, no-cache"),))
+
+    def app_token(self, partner_tenant, label, form):
+        if "resource" not in form:
+            return self.token_reply(partner_tenant, label, 400, AAD_NO_RESOURCE)
+        token, life = self.state.issue("emu-app-")
+        self.token_success(partner_tenant, label, {
+            "token_type": "Bearer", "expires_in": str(life), "ext_expires_in": str(life),
+            "access_token": token, "resource": form["resource"]})
+
+    def token_success(self, partner_tenant, label, doc):
+        """A 200 token answer, spoilt as config token_fault says."""
+        fault = self.state.config["token_fault"]
+        if fault == "non_json":
+            return self.token_reply(partner_tenant, label, 200, TOKEN_FAULT_HTML, HTML)
+        if fault == "no_token":
+            del doc["access_token"]
+        elif fault == "crlf":
+            doc["access_token"] += CRLF_INJECTION
+        self.token_reply(partner_tenant, label, 200, json.dumps(doc).encode())
+
+    def assertion_grant(self, partner_tenant, path, form):
+        st = self.state
+        label = "client_credentials+assertion"
+        host = dict.get(self.headers, "host") or "%s:%d" % (st.url_host,
+                                                            self.server.server_port)
+        audience = "%s://%s%s" % (self.scheme, host, path)
+        error, jti = check_assertion(form, audience, st.cert, time.time())
+        if error is None and not st.first_use(st.jtis, jti):
+            error = (401, 50013, "Assertion is invalid: the assertion (jti) was already used.")
+        if error is not None:
+            status, code, text = error
+            return self.token_reply(partner_tenant, label, status,
+                                    aad_error("invalid_client", code, text))
+        st.count("assertion_grants")
+        self.app_token(partner_tenant, label, form)
 
     # -- Partner Center API -------------------------------------------------
     def api(self, path, query, body):
@@ -714,34 +1450,51 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.answer("api", tenant, token, 429, throttle_body(ra),
                         extra=(("Retry-After", str(ra)),), echo_ids=True)
             return
+        self.in_flight_counted = True
         try:
             latency = cfg["latency_ms"]
             if latency > 0:
                 time.sleep(latency / 1000.0)
             self.api_inner(parts, query, body, tenant, token)
         finally:
-            with st.flight_lock:
-                st.in_flight -= 1
+            self.leave_flight()
+
+    def leave_flight(self):
+        """A request stops counting as in flight once its answer starts going
+        out, so a client's next request never overlaps it in the counters."""
+        if getattr(self, "in_flight_counted", False):
+            self.in_flight_counted = False
+            with self.state.flight_lock:
+                self.state.in_flight -= 1
 
     def api_inner(self, parts, query, body, tenant, token):
-        st = self.state
-        if token is None or not st.token_ok(token):
+        if token is None or not self.state.token_ok(token):
             self.answer("api", tenant, token, 401, AUTH_FAILED,
                         extra=(("WWW-Authenticate", 'Bearer error="invalid_token"'),),
                         echo_ids=True)
             return
-        if len(parts) != 5 or parts[1] != "v1" or parts[2] != "customers" \
-                or parts[4] != "qualifications" or not parts[3]:
-            self.answer("api", tenant, token, 404, NOT_FOUND, echo_ids=True)
-            return
-        if self.command in ("GET", "HEAD"):
-            self.get_qualifications(tenant, token)
-        elif self.command == "POST":
-            self.post_qualification(tenant, token, query, body)
-        else:
-            self.answer("api", tenant, token, 405,
-                        pc_error(405, "Method not allowed."),
-                        extra=(("Allow", "GET, POST"),), echo_ids=True)
+        method = self.command
+        get = method in ("GET", "HEAD")
+        if len(parts) == 5 and parts[2] == "customers" and parts[3]:
+            if parts[4] == "qualifications":
+                if get:
+                    return self.get_qualifications(tenant, token)
+                if method == "POST":
+                    return self.post_qualification(tenant, token, query, body)
+                return self.not_allowed(tenant, token, "GET, POST")
+            if parts[4] == "validations" and tenant.lower() == "all":
+                if get:
+                    return self.validations(tenant, token)
+                return self.not_allowed(tenant, token, "GET")
+        elif len(parts) == 3 and parts[2] == "customers":
+            if get:
+                return self.customer_list(token, query)
+            return self.not_allowed(tenant, token, "GET")
+        self.answer("api", tenant, token, 404, NOT_FOUND, echo_ids=True)
+
+    def not_allowed(self, tenant, token, allow):
+        self.answer("api", tenant, token, 405, pc_error(405, "Method not allowed."),
+                    extra=(("Allow", allow),), echo_ids=True)
 
     def fixture_answer(self, tenant, token, fx):
         status, payload = fx[0], fx[1]
@@ -749,43 +1502,58 @@ class Handler(http.server.BaseHTTPRequestHandler):
         extra = fx[3] if len(fx) > 3 else ()
         self.answer("api", tenant, token, status, payload, ctype, extra, echo_ids=True)
 
+    def api_error(self, tenant, token, status, code, description):
+        self.answer("api", tenant, token, status, pc_error(code, description), echo_ids=True)
+
+    def redirect(self, tenant, token):
+        self.answer("api", tenant, token, 302, b"",
+                    extra=(("Location", self.state.redirect_url("/stolen")),), echo_ids=True)
+
     def get_qualifications(self, tenant, token):
         key = tenant.lower()
+        st = self.state
+        if st.overrides:
+            fx = st.overrides.get(key)
+            if fx is not None:
+                return self.fixture_answer(tenant, token, fx)
         fx = FIXTURES.get(key)
         if fx is not None:
             return self.fixture_answer(tenant, token, fx)
         steps = RETRY_FIXTURES.get(key)
         if steps is not None:
-            n = self.state.attempt(key)
+            n = st.attempt(key)
             step = steps[min(n, len(steps)) - 1]
             if step == "drop":
-                self.state.record(self.entry("api", tenant, None, token), "api", None)
-                raise Drop()
+                self.drop("api", tenant, token)
             if callable(step):
                 step = step()
             return self.fixture_answer(tenant, token, step)
         if key == STREAM_TENANT:
             return self.stream(tenant, token)
         if key == DROP_TENANT:
-            self.state.record(self.entry("api", tenant, None, token), "api", None)
-            raise Drop()
+            self.drop("api", tenant, token)
         if key == TRUNCATE_TENANT:
-            self.state.record(self.entry("api", tenant, 200, token), "api", 200)
+            st.record(self.entry("api", tenant, 200, token), "api", 200)
             self.close_connection = True
             self.wfile.write(("HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: application/json\r\n"
                               "Content-Length: 1000\r\n\r\n" % http_date()).encode()
                              + b'[{"qualifi')     # 10 of the 1000 bytes
             raise Drop()
         if key == SLOW_TENANT:
-            if not self.wait_unless_disconnected(SLOW_SECONDS):
-                # 499: nginx's "client closed request"; nothing is sent
-                self.state.record(self.entry("api", tenant, 499, token), "api", 499)
-                raise Drop()
+            self.wait_or_drop(SLOW_SECONDS, tenant, token)
             return self.fixture_answer(tenant, token, FIXTURES[P1 + "01"])
+        if key == REDIRECT_TENANT:
+            return self.redirect(tenant, token)
         if not GUID_RE.match(tenant):
             return self.answer("api", tenant, token, 400, INVALID_CUSTOMER, echo_ids=True)
         if key.startswith("fa11"):
             return self.answer("api", tenant, token, 404, TENANT_NOT_FOUND, echo_ids=True)
+        if key.startswith(BULK_PREFIX):
+            return self.fixture_answer(tenant, token, bulk_answer(key, st.config))
+        created = st.created.get(key)
+        if created:
+            return self.answer("api", tenant, token, 200, json.dumps(created).encode(),
+                               echo_ids=True)
         return self.answer("api", tenant, token, 200, GENERIC_OK, echo_ids=True)
 
     def stream(self, tenant, token):
@@ -803,11 +1571,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         last = b'{"qualification":"Education"}]'
         w.write(b"%x\r\n" % len(last) + last + b"\r\n0\r\n\r\n")
 
+    def wait_or_drop(self, seconds, tenant, token):
+        """Wait; if the client leaves meanwhile, log 499 (nginx's "client
+        closed request") and close without answering."""
+        if not self.wait_unless_disconnected(seconds):
+            self.drop("api", tenant, token, 499)
+
     def wait_unless_disconnected(self, seconds):
         """Sleep in 50 ms steps; False as soon as the peer has closed."""
         sock = self.connection
+        tls = isinstance(sock, ssl.SSLSocket)
+        hangup = select.POLLERR | select.POLLHUP
+        if tls:
+            hangup |= select.POLLRDHUP
         poller = select.poll()
-        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        poller.register(sock, select.POLLIN | hangup)
         end = time.monotonic() + seconds
         while True:
             left = end - time.monotonic()
@@ -817,8 +1595,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             events = poller.poll(step * 1000)
             if not events:
                 continue
-            if events[0][1] & (select.POLLERR | select.POLLHUP):
+            if events[0][1] & hangup:
                 return False
+            if tls:                # TLS records (a pipelined request, an alert): wait on
+                time.sleep(step)
+                continue
             try:
                 data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
@@ -829,46 +1610,163 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return False
             time.sleep(step)       # pipelined bytes: not a disconnect; keep waiting
 
+    # -- create a qualification ------------------------------------------------
     def post_qualification(self, tenant, token, query, body):
         if not token.startswith("emu-user-"):
-            return self.answer("api", tenant, token, 403, APP_USER_REQUIRED, echo_ids=True)
+            return self.answer("api", tenant, token, 403, APP_ONLY_REFUSED, echo_ids=True)
         key = tenant.lower()
         if not GUID_RE.match(tenant):
             return self.answer("api", tenant, token, 400, INVALID_CUSTOMER, echo_ids=True)
+        if key == REDIRECT_TENANT:
+            return self.redirect(tenant, token)
         fx = POST_ERRORS.get(key)
+        if fx is None:
+            fx = self.state.overrides.get(key)
+            fx = fx if fx is not None and fx[0] >= 400 else None
         if fx is not None:
             return self.fixture_answer(tenant, token, fx)
         if key.startswith("fa11"):
             return self.answer("api", tenant, token, 404, TENANT_NOT_FOUND, echo_ids=True)
+        st = self.state
+        rid = dict.get(self.headers, "ms-requestid")
+        with st.write_lock:
+            done = st.answers.get((key, rid)) if rid is not None else None
+            if done is not None:
+                st.count("post_replays")
+            elif key == RETRY_ONCE_TENANT and (rid is None
+                                               or st.first_use(st.request_ids, (key, rid))):
+                done = (503, SERVICE_UNAVAILABLE)
+            else:
+                done = self.create(key, query, body)
+                if rid is not None:
+                    st.answers[(key, rid)] = done
+        self.fixture_answer(tenant, token, done)
+
+    def create(self, key, query, body):
+        """Validate and create; returns the answer (status, body).  Called
+        with the state's write_lock held."""
+        ctype = dict.get(self.headers, "content-type", "")
+        if ctype.partition(";")[0].strip().lower() != JSON:
+            return 415, pc_error(600050, "Unsupported media type: the Content-Type must "
+                                         "be application/json.")
         try:
             doc = json.loads(body.decode("utf-8")) if body else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             doc = None
         if not isinstance(doc, dict):
-            return self.answer("api", tenant, token, 400,
-                               pc_error(600010, "The request body is not a JSON object."),
-                               echo_ids=True)
-        q = doc.get("qualification")
-        canon = QUALIFICATIONS.get(q.lower()) if isinstance(q, str) else None
-        if canon is None:
-            return self.answer("api", tenant, token, 400,
-                               pc_error(600011, "Invalid qualification. Expected Education, "
-                                                "GovernmentCommunityCloud or StateOwnedEntity."),
-                               echo_ids=True)
+            return 400, pc_error(600010, "The request body is not a JSON object.")
+        problem = self.body_problem(doc, query)
+        if problem is not None:
+            return 400, problem
+        st = self.state
+        canon = QUALIFICATIONS[doc["qualification"].lower()]
+        held = [item["qualification"] for item in st.created.get(key, ())]
+        if canon in held or EXCLUSIVE.get(canon) in held:
+            return 409, pc_error(600040, "The customer already has the qualification %s%s." % (
+                canon if canon in held else EXCLUSIVE[canon],
+                "" if canon in held else ", which excludes " + canon))
         if canon == "GovernmentCommunityCloud":
-            code = doc.get("validationCode")
-            if not (isinstance(code, str) and code.strip()):
-                code = dict(parse_qsl(query, keep_blank_values=True)).get("code", "").strip()
-            if not code:
-                return self.answer("api", tenant, token, 400,
-                                   pc_error(600013, "A validation code is required for "
-                                                    "GovernmentCommunityCloud."),
-                                   echo_ids=True)
-        result = {"qualification": canon}
+            find_validation(st.validations, gcc_code(doc, query))["remainingCreates"] -= 1
+        item = {"qualification": canon}
         if canon != "StateOwnedEntity":
-            result["vettingStatus"] = "InReview"
-            result["vettingCreatedDate"] = iso_time(time.time())
-        self.answer("api", tenant, token, 201, json.dumps(result).encode(), echo_ids=True)
+            item["vettingStatus"] = "InReview"
+            item["vettingCreatedDate"] = iso_time(time.time())
+        st.created[key] = st.created.get(key, []) + [item]
+        st.count("qualifications_created")
+        if key.startswith(REST_SHAPE_PREFIX):
+            return 200, json.dumps({"qualifications": st.created[key]}).encode()
+        return 201, json.dumps(item).encode()
+
+    def body_problem(self, doc, query):
+        """What is wrong with a create request's JSON object: a PC error body
+        (for a 400), or None."""
+        for k, v in doc.items():
+            if k not in POST_FIELDS:
+                return pc_error(600014, "Unknown field '%s'. Allowed fields: %s."
+                                % (k, ", ".join(POST_FIELDS)))
+            if v is None:
+                return pc_error(600015, "The field '%s' must not be null; omit it." % k)
+            if not isinstance(v, str):
+                return pc_error(600016, "The field '%s' must be a string." % k)
+        q = doc.get("qualification")
+        canon = QUALIFICATIONS.get(q.lower()) if q is not None else None
+        if canon is None:
+            return pc_error(600011, "Invalid qualification. Expected Education, "
+                                    "GovernmentCommunityCloud or StateOwnedEntity.")
+        for k in doc:
+            if k != "qualification" and k not in EXTRA_FIELDS[canon]:
+                return pc_error(600018, "The field '%s' is not allowed for %s." % (k, canon))
+        if canon == "Education" and doc.get("educationSegment") not in EDUCATION_SEGMENTS:
+            return pc_error(600017, "Education needs educationSegment K12 or "
+                                    "HigherEducation.")
+        if canon == "GovernmentCommunityCloud":
+            code = gcc_code(doc, query)
+            if not code:
+                return pc_error(600013, "A validation code is required for "
+                                        "GovernmentCommunityCloud.")
+            v = find_validation(self.state.validations, code)
+            if v is None:
+                return pc_error(600019, "The validation code is not one of the partner's "
+                                        "validation codes.")
+            if v["remainingCreates"] <= 0:
+                return pc_error(600020, "The validation code has no creates left.")
+        return None
+
+    # -- validation codes and the customer list ---------------------------------
+    def validations(self, tenant, token):
+        st = self.state
+        shape = st.config["validations_shape"]
+        with st.lock:
+            items = [dict(v) for v in st.validations]
+        st.count("validations_requests")
+        doc = {"array": items, "wrapped": {"totalCount": len(items), "items": items},
+               "empty": []}[shape]
+        self.answer("api", tenant, token, 200, json.dumps(doc).encode(), echo_ids=True)
+
+    def customer_list(self, token, query):
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        seek = params.get("seekOperation")
+        if seek is not None:
+            cont = None
+            if seek.lower() == "next":
+                cont = read_continuation(dict.get(self.headers, "ms-continuationtoken"))
+            if cont is None:
+                return self.api_error(None, token, 400, 400, "seekOperation=Next needs the "
+                                      "MS-ContinuationToken of the previous page.")
+            offset, size, flt = cont
+        else:
+            offset, size, flt = 0, DEFAULT_PAGE_SIZE, None
+            if "filter" in params:
+                flt = parse_customer_filter(params["filter"])
+                if flt is None:
+                    return self.api_error(None, token, 400, 400, "Invalid filter: expected "
+                                          '{"Field": "CompanyName" or "Domain", "Value": '
+                                          '"...", "Operator": "starts_with"}.')
+        raw = params.get("size")
+        if raw is not None:
+            size = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 6 else 0
+            if not 1 <= size <= MAX_PAGE_SIZE:
+                return self.api_error(None, token, 400, 400, "size must be between 1 and %d."
+                                      % MAX_PAGE_SIZE)
+        if seek is not None:
+            delay = self.state.config["customers_page_latency_ms"]
+            if delay > 0:
+                self.wait_or_drop(delay / 1000.0, None, token)
+        everyone = customers(self.state.config["customer_count"])
+        matches = everyone if flt is None else [
+            c for c in everyone if c[flt[0]].startswith(flt[1])]
+        page = matches[offset:offset + size]
+        links = {"self": {"uri": self.path, "method": "GET", "headers": []}}
+        if offset + size < len(matches):
+            links["next"] = {"uri": "/v1/customers?size=%d&seekOperation=Next" % size,
+                             "method": "GET", "headers": [
+                                 {"key": "MS-ContinuationToken",
+                                  "value": make_continuation(offset + size, size, flt)}]}
+        body = b"".join((b'{"totalCount":%d,"items":[' % len(page),
+                         b",".join(c[2] for c in page), b'],"links":', json.dumps(links).encode(),
+                         b',"attributes":{"objectType":"Collection"}}'))
+        self.state.count("customer_pages")
+        self.answer("api", None, token, 200, body, echo_ids=True)
 
     # -- control API ------------------------------------------------------
     def control(self, path, query, body):
@@ -908,15 +1806,41 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return self.send_json(400, {"error": "bad value for %s: %r" % (k, v)})
             st.config = new
             return self.send_json(200, new)
+        if name == "customer" and method in ("GET", "POST"):
+            return self.customer_override(params.get("tenant", ""),
+                                          body if method == "POST" else None)
         if name == "requests" and method == "GET":
             return self.send_requests(params)
         if name == "stats" and method == "GET":
             return self.send_json(200, st.stats())
-        if name in ("health", "reset", "revoke", "config", "requests", "stats"):
+        if name in CONTROL_ENDPOINTS:
             return self.send_json(405, {"error": "method not allowed"})
         return self.send_json(404, {"error": "unknown control endpoint",
-                                    "endpoints": ["health", "reset", "revoke", "config",
-                                                  "requests", "stats"]})
+                                    "endpoints": list(CONTROL_ENDPOINTS)})
+
+    def customer_override(self, tenant, body):
+        st = self.state
+        key = tenant.lower()
+        if not GUID_RE.match(key):
+            return self.send_json(400, {"error": "tenant=<uuid> is required"})
+        if body is not None:
+            try:
+                fx = override_from(json.loads(body))
+            except (ValueError, RecursionError):
+                fx = None
+            if fx is None:
+                return self.send_json(400, {"error": 'expected {"qualifications": [...]}, '
+                                                     '{"fail": 400..599} or {"clear": true}'})
+            with st.lock:
+                overrides = dict(st.overrides)          # replaced, never mutated
+                if fx == "clear":
+                    overrides.pop(key, None)
+                else:
+                    overrides[key] = fx
+                st.overrides = overrides
+        fx = st.overrides.get(key)
+        return self.send_json(200, {"tenant": key, "override": None if fx is None else {
+            "status": fx[0], "body": fx[1].decode("utf-8", "replace")}})
 
     def send_requests(self, params):
         st = self.state
@@ -946,11 +1870,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send(200, "".join(lines).encode("utf-8"), TEXT)
 
 
+class RedirectTargetHandler(Handler):
+    """The redirect target (P+5): answers everything 200 and records it."""
+
+    def dispatch(self):
+        begun = self.begin()
+        if begun is None:
+            return
+        self.log_body = form_keys(begun[2])
+        self.state.count("redirect_target_requests")
+        self.answer("redirect-target", None, dict.get(self.headers, "authorization"), 200,
+                    REDIRECTED)
+
+
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024
     quiet = False
+    state = None
+    ssl_context = None
 
     def server_bind(self):
         # skip HTTPServer.server_bind's getfqdn() (a DNS lookup)
@@ -960,7 +1899,7 @@ class Server(http.server.ThreadingHTTPServer):
         self.server_port = port
 
     def process_request(self, request, client_address):
-        self.state.connections += 1          # only the accept thread writes this
+        self.state.connections += 1          # only the accept threads write this
         # One thread per connection, like ThreadingMixIn, but started with
         # _thread so the accept loop does not wait for the new thread to get
         # the GIL (threading.Thread.start() does, which makes a burst of 256
@@ -975,20 +1914,78 @@ class Server(http.server.ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class Server6(Server):
-    address_family = socket.AF_INET6
+class TLSServer(Server):
+    """The same app over HTTPS.  The handshake runs in the connection's own
+    thread, never in the accept loop."""
+
+    def process_request_thread(self, request, client_address):
+        try:
+            set_kernel_timeouts(request)
+            request = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ValueError):
+            self.shutdown_request(request)    # a failed wrap has closed the socket already
+            return
+        super().process_request_thread(request, client_address)
 
 
-def make_server(host, port, latency_ms=0, quiet=False):
-    defaults = {"latency_ms": latency_ms, "throttle_inflight": 0,
-                "throttle_retry_after": 1, "token_expires_in": 3600}
-    state = State(defaults)
-    handler = type("BoundHandler", (Handler,), {"state": state})
-    cls = Server6 if ":" in host else Server
-    server = cls((host, port), handler)
-    server.state = state
-    server.quiet = quiet
-    return server
+def tls_context(tls_dir, name):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(os.path.join(tls_dir, name + ".crt"),
+                        os.path.join(tls_dir, name + ".key"))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def listener_specs(state, tls_dir=None):
+    """(port offset, server class, handler class, TLS context) of every listener."""
+    plain = type("BoundHandler", (Handler,), {"state": state})
+    specs = [(0, Server, plain, None)]
+    if tls_dir:
+        https = type("TLSHandler", (Handler,), {"state": state, "scheme": "https"})
+        specs += [(i, TLSServer, https, tls_context(tls_dir, name))
+                  for i, name in enumerate(TLS_CERTS, 1)]
+    target = type("TargetHandler", (RedirectTargetHandler,), {"state": state})
+    specs.append((REDIRECT_OFFSET, Server, target, None))
+    return specs
+
+
+def bind_block(host, port, specs, quiet):
+    """Bind every listener at port + offset (port 0: the first picks)."""
+    servers = []
+    try:
+        for offset, cls, handler, ctx in specs:
+            p = servers[0].server_port + offset if servers else port
+            if ":" in host:
+                cls = type(cls.__name__ + "6", (cls,), {"address_family": socket.AF_INET6})
+            try:
+                srv = cls((host, p), handler)
+            except (OSError, OverflowError) as e:
+                raise OSError("cannot listen on %s:%d: %s" % (host, p, e)) from None
+            srv.state, srv.quiet, srv.ssl_context = handler.state, quiet, ctx
+            servers.append(srv)
+    except OSError:
+        for srv in servers:
+            srv.server_close()
+        raise
+    return servers
+
+
+def open_listeners(host, port, state, tls_dir=None, quiet=False):
+    """All listeners, the main one first; with port 0 a free block of
+    PORT_BLOCK consecutive ports."""
+    specs = listener_specs(state, tls_dir)
+    for attempt in range(50 if port == 0 else 1, 0, -1):
+        try:
+            servers = bind_block(host, port, specs, quiet)
+            break
+        except OSError:
+            if attempt == 1:
+                raise
+    base = servers[0].server_port
+    state.url_host = "[%s]" % host if ":" in host else host
+    state.ports = {"http": base, "redirect": base + REDIRECT_OFFSET}
+    return servers
 
 
 def is_loopback(host):
@@ -1009,10 +2006,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Partner Center emulator for pcqual tests")
     ap.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=default_port,
-                    help="TCP port, 0 = any free port (default $PCQUAL_EMULATOR_PORT or %d)"
-                         % DEFAULT_PORT)
+                    help="TCP port P, 0 = a free block of %d ports (default "
+                         "$PCQUAL_EMULATOR_PORT or %d); P+5 is the redirect target"
+                         % (PORT_BLOCK, DEFAULT_PORT))
     ap.add_argument("--latency-ms", type=float, default=0.0,
                     help="delay added to every API request (default 0)")
+    ap.add_argument("--tls-dir", metavar="DIR",
+                    help="test/make-certs.sh's output: HTTPS on P+1..P+4, and DIR/client.crt "
+                         "as the application's certificate")
+    ap.add_argument("--client-cert", metavar="FILE",
+                    help="the application's certificate for client assertions "
+                         "(default DIR/client.crt with --tls-dir)")
     ap.add_argument("--quiet", action="store_true", help="print nothing")
     args = ap.parse_args(argv)
     if not is_loopback(args.host):
@@ -1021,31 +2025,54 @@ def main(argv=None):
         ap.error("--latency-ms must be >= 0")
     latency = int(args.latency_ms) if args.latency_ms == int(args.latency_ms) else args.latency_ms
     host = "127.0.0.1" if args.host == "localhost" else args.host
+    cert_path = args.client_cert or (os.path.join(args.tls_dir, "client.crt")
+                                     if args.tls_dir else None)
 
+    workdir = tempfile.mkdtemp(prefix="pc_emulator-")
+    servers = []
     try:
-        server = make_server(host, args.port, latency, args.quiet)
-    except OSError as e:
-        sys.exit("pc_emulator: cannot listen on %s:%d: %s" % (host, args.port, e))
-
-    def stop(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    if not args.quiet:
-        h = "[%s]" % host if ":" in host else host
-        print("pc_emulator listening on http://%s:%d" % (h, server.server_port), flush=True)
-    try:
-        server.serve_forever(poll_interval=0.5)
-    except SystemExit:
-        pass
+        try:
+            cert = ClientCert(cert_path, workdir) if cert_path else None
+        except (OSError, ValueError, subprocess.SubprocessError) as e:
+            sys.exit("pc_emulator: cannot read the client certificate %s: %s" % (cert_path, e))
+        state = State(default_config(latency), cert)
+        try:
+            servers = open_listeners(host, args.port, state, args.tls_dir, args.quiet)
+        except OSError as e:
+            sys.exit("pc_emulator: %s" % e)
+        serve(servers, state, args)
     finally:
-        server.server_close()
+        for srv in servers:
+            srv.server_close()
+        shutil.rmtree(workdir, ignore_errors=True)
     if not args.quiet:
         print("pc_emulator stopped", flush=True)
     sys.stdout.flush()
     # daemon handler threads may still sit in recv()/sleep(): do not wait for them
     os._exit(0)
+
+
+def serve(servers, state, args):
+    """Serve until SIGTERM or SIGINT: the main listener in this thread."""
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for srv in servers[1:]:
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.5},
+                         daemon=True).start()
+    if not args.quiet:
+        h, base = state.url_host, state.ports["http"]
+        also = ["https://%s:%d (%s)" % (h, base + i, name)
+                for i, name in enumerate(TLS_CERTS, 1)] if args.tls_dir else []
+        also.append("http://%s:%d (redirect target)" % (h, base + REDIRECT_OFFSET))
+        print("pc_emulator listening on http://%s:%d" % (h, base), flush=True)
+        print("pc_emulator also on " + " ".join(also), flush=True)
+    try:
+        servers[0].serve_forever(poll_interval=0.5)
+    except SystemExit:
+        pass
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 -- MS-RequestId on every attempt, and waits that cancel and statement_timeout
 -- end at once.  The emulator's customers 33333333-... fail in set ways.
 \ir helpers.inc
-SELECT plan(19);
+SELECT plan(21);
 
 CREATE FUNCTION pg_temp.attempts(t text) RETURNS TABLE (status int, request_id text) LANGUAGE sql AS $$
     SELECT status, request_id FROM pg_temp.emulator_log() WHERE kind = 'api' AND tenant = t ORDER BY seq
@@ -43,9 +43,10 @@ CREATE TEMP TABLE failed AS
     SELECT * FROM pg_temp.error_of($$SELECT * FROM pc_qualifications('33333333-0000-0000-0000-000000000003')$$);
 SELECT is((SELECT count(*) FROM pg_temp.attempts('33333333-0000-0000-0000-000000000003')), 3::bigint,
           'an always-503 customer is tried 1 + max_retries times');
-SELECT results_eq($$SELECT state, message FROM failed$$,
-    $$VALUES ('58000', 'Partner Center answered HTTP 503 for customer 33333333-0000-0000-0000-000000000003 after 3 attempts')$$,
-    'the ERROR names the attempts and the last status');
+SELECT results_eq($$SELECT state, message, substring(detail FROM '^Tried \d+ times\. MS-CorrelationId: ') IS NOT NULL FROM failed$$,
+    $$VALUES ('58000', 'Partner Center answered HTTP 503 for customer 33333333-0000-0000-0000-000000000003', true)$$,
+    'the ERROR names the last status, its DETAIL the attempts: Tried 3 times. MS-CorrelationId: ...');
+SELECT is((SELECT substring(detail FROM '^Tried (\d+) times') FROM failed), '3', 'Tried 3 times');
 SELECT ok(pg_temp.elapsed('503') < interval '2 s',
           'backoff with full jitter: at most 0.5 s + 1 s of waiting for two retries');
 RESET pcqual.max_retries;
@@ -59,15 +60,20 @@ SELECT ok(pg_temp.elapsed('cap') < interval '0.5 s', 'and it fails fast');
 SELECT is((SELECT count(*) FROM pg_temp.attempts('33333333-0000-0000-0000-000000000004')), 1::bigint,
           'without waiting or retrying');
 
--- Never retried: 400, 404, 409.  (The reset revokes the session's token: the
--- first call's 401 and token refresh are left out.)
+-- Never retried: 400, 404, 409.  (The reset revokes the session's token;
+-- pc_disconnect() forgets it, so that the first call gets a new token
+-- rather than a 401 and a second attempt.)
 SELECT pg_temp.emulator('reset');
-SELECT pg_temp.error_of(format('SELECT * FROM pc_qualifications(%L)', t))
-FROM unnest(ARRAY['22222222-0000-0000-0000-000000000400', '22222222-0000-0000-0000-000000000404',
-                  '22222222-0000-0000-0000-000000000409']) t;
+SELECT pc_disconnect();
+CREATE TEMP TABLE final AS
+SELECT e.* FROM unnest(ARRAY['22222222-0000-0000-0000-000000000400', '22222222-0000-0000-0000-000000000404',
+                             '22222222-0000-0000-0000-000000000409']) t,
+                pg_temp.error_of(format('SELECT * FROM pc_qualifications(%L)', t)) e;
 SELECT results_eq($$SELECT status, count(*) FROM pg_temp.emulator_log() WHERE kind = 'api' AND status <> 401 GROUP BY status ORDER BY status$$,
                   $$VALUES (400, 1::bigint), (404, 1::bigint), (409, 1::bigint)$$,
                   '400, 404 and 409 are sent once');
+SELECT is((SELECT count(*) FROM final WHERE detail LIKE 'MS-CorrelationId: %' AND detail NOT LIKE '%Tried%'), 3::bigint,
+          'their DETAIL gives the ids without a count of attempts');
 
 -- A wait ends at once on cancel or statement_timeout: a retry never
 -- outlives the statement.

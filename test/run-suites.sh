@@ -16,8 +16,10 @@ fi
 
 dropdb --if-exists pcqual_tap
 createdb pcqual_tap
+psql -q -X -v ON_ERROR_STOP=1 -v db=pcqual_tap -d pcqual_tap -f test/emulator-settings.psql || status=1
 psql -q -X -v ON_ERROR_STOP=1 -d pcqual_tap \
-	-c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION pcqual' -c 'CREATE EXTENSION dblink' || status=1
+	-c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION pcqual' -c 'CREATE EXTENSION dblink' \
+	-c 'CREATE EXTENSION pg_cron' || status=1
 pg_prove -d pcqual_tap --failures test/*.sql || status=1
 
 exit $status

@@ -1,13 +1,16 @@
 -- Every ERROR leaves the session usable, and nothing leaks: no sockets or
--- other file descriptors, no memory.
+-- other file descriptors, no memory.  The faults include the paths that
+-- free a body and retry (401: a new token, the same request again), a
+-- redirect, a refused TLS certificate and a refused token request.
 \ir helpers.inc
 BEGIN;
-SELECT plan(6);
+SELECT plan(8);
 -- every fault is final at once here: test/retries.sql covers retries
 SET LOCAL pcqual.max_retries = 0;
 
 CREATE TEMP TABLE faults (tenant uuid, state text);
 INSERT INTO faults VALUES
+    ('22222222-0000-0000-0000-000000000302', '58000'),
     ('22222222-0000-0000-0000-000000000400', '22023'),
     ('22222222-0000-0000-0000-000000000401', '28000'),
     ('22222222-0000-0000-0000-000000000403', '28000'),
@@ -60,11 +63,29 @@ CREATE FUNCTION pg_temp.anon_rss_kb() RETURNS bigint LANGUAGE sql AS $$
     SELECT substring(pg_read_file('/proc/' || pg_backend_pid() || '/status')
                      FROM 'RssAnon:\s+(\d+)')::bigint
 $$;
-CREATE FUNCTION pg_temp.round_of_faults(n int) RETURNS void LANGUAGE plpgsql AS $$
+-- Each round also meets an expired certificate (the emulator's TLS port
+-- P+3) and a wrong client secret; it counts those failures.
+SELECT pg_temp.put_file(pg_temp.tap_dir('wrong_secret'), 'not-the-app-secret');
+CREATE TEMP TABLE other_faults AS SELECT
+    format('https://127.0.0.1:%s', split_part(current_setting('pcqual.base_url'), ':', 3)::int + 3) AS expired_url,
+    pg_temp.tap_dir('wrong_secret') AS wrong_secret_file;
+CREATE FUNCTION pg_temp.round_of_faults(n int, OUT tls_refused int, OUT token_refused int)
+LANGUAGE plpgsql AS $$
+DECLARE
+    o other_faults;
 BEGIN
+    SELECT * INTO o FROM other_faults;
+    tls_refused := 0;
+    token_refused := 0;
     FOR i IN 1..n LOOP
         PERFORM pg_temp.fault_then_success(f.tenant) FROM faults f
         WHERE f.tenant NOT IN ('22222222-0000-0000-0000-000000000607');
+        tls_refused := tls_refused + (SELECT count(*) FROM pg_temp.error_under(ARRAY['pcqual.base_url', o.expired_url],
+            $q$SELECT * FROM pc_qualifications('11111111-0000-0000-0000-000000000001')$q$)
+            WHERE message LIKE 'could not verify the TLS certificate%')::int;
+        token_refused := token_refused + (SELECT count(*) FROM pg_temp.error_under(ARRAY['pcqual.client_secret_file', o.wrong_secret_file],
+            $q$SELECT * FROM pc_qualifications('11111111-0000-0000-0000-000000000001')$q$)
+            WHERE message LIKE 'Azure AD refused pcqual''s token request%')::int;
     END LOOP;
 END
 $$;
@@ -73,14 +94,32 @@ CREATE TEMP TABLE warm AS
     SELECT pg_temp.open_fds() AS fds, pg_temp.backend_memory() AS mem,
            pg_temp.anon_rss_kb() AS rss_kb;
 
--- ... and after 250 more rounds of every fault (10,000 calls).
-SELECT pg_temp.round_of_faults(250);
+-- ... and after 250 more rounds of every fault (11,500 calls).
+-- The emulator's answers by status, to count the 401s.
+CREATE FUNCTION pg_temp.answers_with(status text) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE emulator_sink;
+    EXECUTE format('COPY emulator_sink FROM PROGRAM %L WITH (FORMAT csv, QUOTE e''\x01'', DELIMITER e''\x02'')',
+                   format('curl -sf %s/_emulator/stats', current_setting('pcqual.base_url')));
+    RETURN coalesce((string_agg(line, '')::json -> 'status_counts' ->> status)::bigint, 0) FROM emulator_sink;
+END
+$$;
+CREATE TEMP TABLE before_rounds AS
+    SELECT pg_temp.emulator_stat('token_requests') AS tokens, pg_temp.answers_with('401') AS unauthorized;
+CREATE TEMP TABLE rounds AS SELECT * FROM pg_temp.round_of_faults(250);
+SELECT results_eq(
+    $$SELECT pg_temp.answers_with('401') - unauthorized, pg_temp.emulator_stat('token_requests') - tokens >= 3 * 250
+      FROM before_rounds$$,
+    $$VALUES (3 * 250::bigint, true)$$,
+    'every round ran the 401 path (401, a new token, the request again: 401) and a refused token request (401)');
+SELECT results_eq($$SELECT tls_refused, token_refused FROM rounds$$, $$VALUES (250, 250)$$,
+                  'every round met a refused certificate and a refused secret');
 SELECT cmp_ok(pg_temp.open_fds(), '<=', (SELECT fds + 5 FROM warm),
-              'no file descriptor is leaked by 10,000 calls mixing faults and successes');
+              'no file descriptor is leaked by 11,500 calls mixing faults and successes');
 SELECT cmp_ok(pg_temp.backend_memory() - (SELECT mem FROM warm), '<', 1024 * 1024::bigint,
-              'backend memory contexts stay flat (within 1 MB) over 10,000 calls');
+              'backend memory contexts stay flat (within 1 MB) over 11,500 calls');
 SELECT cmp_ok(pg_temp.anon_rss_kb() - (SELECT rss_kb FROM warm), '<', 2048::bigint,
-              'malloc''d memory (curl handles, cJSON trees) stays flat (within 2 MB) over 10,000 calls');
+              'malloc''d memory (curl handles, cJSON trees) stays flat (within 2 MB) over 11,500 calls');
 
 -- After a canceled request too.
 SET LOCAL statement_timeout = '200ms';

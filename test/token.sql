@@ -1,7 +1,7 @@
 -- Access tokens: cached per backend, refreshed after a 401, one per mode.
 \ir helpers.inc
 BEGIN;
-SELECT plan(12);
+SELECT plan(13);
 
 -- A token is fetched once and reused.
 SELECT count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
@@ -43,8 +43,13 @@ SELECT is((SELECT count(*) FROM pg_temp.emulator_log() WHERE kind = 'token' AND 
           'a token valid for 4 minutes is fetched anew for each call');
 SELECT pg_temp.emulator('reset');
 
--- Changing the credentials changes the token.
-SET pcqual.refresh_token = 'pcqual-test-refresh';
+-- Changing the credentials changes the token.  App+User takes its refresh
+-- token from a file of this suite's own: every refresh rewrites it with the
+-- token Azure AD rotated.
+SELECT pg_temp.tap_dir('refresh_token') AS refresh_file,
+       pg_temp.tap_dir('rejected_token') AS rejected_file \gset
+SELECT pg_temp.put_file(:'refresh_file', 'pcqual-test-refresh');
+SET pcqual.refresh_token_file = :'refresh_file';
 SELECT count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
 SELECT results_eq(
     $$SELECT kind, auth LIKE 'emu-user-%' OR auth = 'refresh_token' FROM pg_temp.emulator_log()$$,
@@ -53,23 +58,29 @@ SELECT results_eq(
 SELECT count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000002');
 SELECT is((SELECT count(*) FROM pg_temp.emulator_log() WHERE kind = 'token'), 1::bigint,
           'the App+User token is cached too');
-RESET pcqual.refresh_token;
+RESET pcqual.refresh_token_file;
+SELECT count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
+SELECT results_eq(
+    $$SELECT kind, left(auth, 8) FROM pg_temp.emulator_log() ORDER BY seq DESC LIMIT 2$$,
+    $$VALUES ('api', 'emu-app-'), ('token', 'client_c')$$,
+    'back to App-only: the App+User token is not reused, an App-only one is fetched');
 
 -- An externally managed token never calls the token endpoint.
 SELECT pg_temp.emulator('reset');
-SET pcqual.access_token = 'pcqual-static-token';
+SET pcqual.access_token_file = '/tmp/pcqual-test/secrets/access_token';
 SELECT count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
 SELECT results_eq(
     $$SELECT kind, auth FROM pg_temp.emulator_log()$$,
     $$VALUES ('api', 'pcqual-static-token')$$,
-    'pcqual.access_token is sent as is');
-SET pcqual.access_token = 'a-token-the-service-rejects';
+    'the token in pcqual.access_token_file is sent as is');
+SELECT pg_temp.put_file(:'rejected_file', 'a-token-the-service-rejects');
+SET pcqual.access_token_file = :'rejected_file';
 SELECT pg_temp.emulator('reset');
 SELECT is((SELECT state FROM pg_temp.error_of($$SELECT * FROM pc_qualifications('11111111-0000-0000-0000-000000000001')$$)),
           '28000', 'a rejected external token is 28000');
 SELECT is((SELECT count(*) FROM pg_temp.emulator_log()), 1::bigint,
-          'a rejected external token is not retried: pcqual cannot renew it');
-RESET pcqual.access_token;
+          'a rejected external token just read is not retried: pcqual cannot renew it');
+RESET pcqual.access_token_file;
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -80,13 +80,25 @@ else
 fi
 mkdir -p "$WORK/corpus" "$WORK/artifacts" "$REGRESSIONS"
 
+# parse.c calls pcq_is_guid() of src/pcqual.c, whose other parts need the
+# backend's GUC machinery: compile that one function, cut out as it is.
+{
+	printf '#include "postgres.h"\n#include <ctype.h>\n#include "pcqual.h"\n\n'
+	awk '/^pcq_is_guid\(/ { print prev; on = 1 } on { print } on && /^}/ { exit } { prev = $0 }' \
+		"$ROOT/src/pcqual.c"
+} >"$WORK/pcq_is_guid.c"
+if ! grep -q '^pcq_is_guid(' "$WORK/pcq_is_guid.c"; then
+	echo "run.sh: could not find pcq_is_guid() in src/pcqual.c" >&2
+	exit 2
+fi
+
 echo "== building $WORK/fuzz_parse from $PARSE_C"
 # shellcheck disable=SC2086
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-Wall -Wno-ignored-attributes ${FUZZ_CFLAGS:-} \
 	-I"$PGINC" -I"$ROOT/src" \
-	"$HERE/fuzz_parse.c" "$HERE/shim.c" "$PARSE_C" \
-	-L"$PGLIB" -lpgcommon -lcjson -lm \
+	"$HERE/fuzz_parse.c" "$HERE/shim.c" "$WORK/pcq_is_guid.c" "$PARSE_C" \
+	-L"$PGLIB" -lpgcommon -lpgport -lcjson -lm \
 	-o "$WORK/fuzz_parse" 2>"$WORK/build.log"; then
 	cat "$WORK/build.log" >&2
 	echo "run.sh: build failed" >&2
@@ -146,6 +158,41 @@ cat >"$WORK/json.dict" <<'EOF'
 "\"access_token\""
 "\"expires_in\""
 "\"token_type\""
+"\"refresh_token\""
+"\"companyProfile\""
+"\"tenantId\""
+"\"id\""
+"\"companyName\""
+"\"domain\""
+"\"relationshipToPartner\""
+"\"links\""
+"\"next\""
+"\"headers\""
+"\"key\""
+"\"value\""
+"\"MS-ContinuationToken\""
+"\"validations\""
+"\"validationId\""
+"\"organizationName\""
+"\"partnerId\""
+"\"maxCreates\""
+"\"remainingCreates\""
+"\"b44bb1fb-9d67-4a53-8e5c-2f1f5e1c7a01\""
+"2147483647"
+"2147483648"
+"-2147483648"
+"-2147483649"
+"\\u0085"
+"\\u2028"
+"\\u202e"
+"\\u2066"
+"\xc2\x85"
+"\xc2\x9f"
+"\xe2\x80\xa8"
+"\xe2\x80\xae"
+"\xe2\x81\xa6"
+"\xe2\x81\xa9"
+"\x7f"
 "T"
 "Z"
 "+00:00"
@@ -184,22 +231,22 @@ status=0
 		-dict="$WORK/json.dict" -artifact_prefix="$WORK/artifacts/" \
 		"$WORK/corpus") >"$WORK/fuzz.log" 2>&1 || status=$?
 
-execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$WORK/fuzz.log" | tail -1 | awk '{print $2}')
+execs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$WORK/fuzz.log" | tail -1 | awk '{print $2}')
 if [ -z "$execs" ]; then
 	# fork mode reports progress lines "#N: cov: ..." instead
-	execs=$(grep -oE '^#[0-9]+' "$WORK/fuzz.log" | tail -1 | tr -d '#')
+	execs=$(grep -aoE '^#[0-9]+' "$WORK/fuzz.log" | tail -1 | tr -d '#')
 fi
-last=$(grep -E '^#[0-9]+' "$WORK/fuzz.log" | tail -1)
+last=$(grep -aE '^#[0-9]+' "$WORK/fuzz.log" | tail -1)
 echo "executions: ${execs:-unknown}"
 echo "last status: ${last:-none}"
-grep -E 'stat::(average_exec_per_sec|new_units_added|peak_rss_mb)' "$WORK/fuzz.log" || true
+grep -aE 'stat::(average_exec_per_sec|new_units_added|peak_rss_mb)' "$WORK/fuzz.log" || true
 
 failed=0
 if [ "$status" -ne 0 ] ||
-	grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|contract violated|fuzz shim:' "$WORK/fuzz.log"; then
+	grep -aqE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|contract violated|fuzz shim:' "$WORK/fuzz.log"; then
 	failed=1
 	echo "== the fuzzing run FAILED (exit status $status); the report:"
-	grep -E -A40 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|contract violated|fuzz shim:' \
+	grep -aE -A40 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|contract violated|fuzz shim:' \
 		"$WORK/fuzz.log" | head -80
 fi
 
@@ -219,8 +266,8 @@ if [ "${FUZZ_COVERAGE:-0}" = 1 ]; then
 	# shellcheck disable=SC2086
 	if clang -g -O0 -fsanitize=fuzzer -fprofile-instr-generate -fcoverage-mapping \
 		-Wno-ignored-attributes ${FUZZ_CFLAGS:-} -I"$PGINC" -I"$ROOT/src" \
-		"$HERE/fuzz_parse.c" "$HERE/shim.c" "$PARSE_C" \
-		-L"$PGLIB" -lpgcommon -lcjson -lm -o "$WORK/fuzz_parse_cov" 2>>"$WORK/build.log" &&
+		"$HERE/fuzz_parse.c" "$HERE/shim.c" "$WORK/pcq_is_guid.c" "$PARSE_C" \
+		-L"$PGLIB" -lpgcommon -lpgport -lcjson -lm -o "$WORK/fuzz_parse_cov" 2>>"$WORK/build.log" &&
 		(cd "$WORK" && LLVM_PROFILE_FILE="$WORK/cov.profraw" \
 			./fuzz_parse_cov -runs=0 -max_len=65536 "$WORK/corpus" >"$WORK/cov.log" 2>&1) &&
 		llvm-profdata-14 merge -sparse "$WORK/cov.profraw" -o "$WORK/cov.profdata"; then
@@ -245,7 +292,7 @@ for input in "$REGRESSIONS"/*; do
 		./fuzz_parse -timeout=5 -rss_limit_mb=2048 "$input") >"$WORK/replay.log" 2>&1; then
 		failed=1
 		echo "== regression input FAILS: test/fuzz/regressions/$(basename "$input")"
-		grep -E -A25 'ERROR: |runtime error:|contract violated|fuzz shim:' "$WORK/replay.log" | head -40
+		grep -aE -A25 'ERROR: |runtime error:|contract violated|fuzz shim:' "$WORK/replay.log" | head -40
 	fi
 done
 echo "regression inputs replayed: $replayed"

@@ -20,7 +20,7 @@
  *				Sizes above MaxAllocSize, pfree of a pointer palloc did not
  *				return, and double pfree abort, as the backend would ERROR.
  *	psprintf	libc vsnprintf (ASan checks the %s arguments it reads); the
- *				conversions parse.c uses (%d %s %zu %.15g) format the same
+ *				conversions parse.c uses (%d %s %zu %.15g %02X) format the same
  *				as PostgreSQL's pg_vsnprintf.
  *	List		lappend, list_make1..4 etc. for the PostgreSQL 15 array-based
  *				List of nodes/pg_list.h (header with initial cells, separate
@@ -57,6 +57,16 @@
  *				check never passes such text on.  When no zone is given,
  *				the backend's DecodeDateTime takes the offset from the
  *				session TimeZone; here the session TimeZone is UTC.
+ *				DecodeDateTime has the PostgreSQL 15 signature (the build
+ *				uses the 15 headers; parse.c's PG 16+ shim is not compiled).
+ *	StringInfo	the real common/stringinfo.c from libpgcommon.a, on the
+ *				arena's palloc/repalloc (its frontend build prints and
+ *				exits where the backend would ERROR on a string beyond
+ *				MaxAllocSize; libFuzzer reports that exit as a failure).
+ *	strings		pg_strcasecmp is the real one from libpgport.a.
+ *	pcqual.c	pcq_is_guid, which parse.c calls, is not here: run.sh cuts
+ *				that one function out of src/pcqual.c as it is (the rest of
+ *				pcqual.c needs the backend's GUC machinery).
  *
  *-------------------------------------------------------------------------
  */
@@ -1011,3 +1021,4 @@ tm2timestamp(struct pg_tm *tm, fsec_t fsec, int *tzp, Timestamp *result)
 	}
 	return 0;
 }
+
