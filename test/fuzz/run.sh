@@ -80,24 +80,30 @@ else
 fi
 mkdir -p "$WORK/corpus" "$WORK/artifacts" "$REGRESSIONS"
 
-# parse.c calls pcq_is_guid() of src/pcqual.c, whose other parts need the
-# backend's GUC machinery: compile that one function, cut out as it is.
+# parse.c calls pcq_is_guid() and pcq_append_percent_encoded() of
+# src/pcqual.c, whose other parts need the backend's GUC machinery: compile
+# those functions, cut out as they are.
+pcqual_parts=(pcq_is_guid pcq_append_percent_encoded)
 {
 	printf '#include "postgres.h"\n#include <ctype.h>\n#include "pcqual.h"\n\n'
-	awk '/^pcq_is_guid\(/ { print prev; on = 1 } on { print } on && /^}/ { exit } { prev = $0 }' \
-		"$ROOT/src/pcqual.c"
-} >"$WORK/pcq_is_guid.c"
-if ! grep -q '^pcq_is_guid(' "$WORK/pcq_is_guid.c"; then
-	echo "run.sh: could not find pcq_is_guid() in src/pcqual.c" >&2
-	exit 2
-fi
+	for f in "${pcqual_parts[@]}"; do
+		awk -v f="$f" '$0 ~ "^" f "\\(" { print prev; on = 1 } on { print } on && /^}/ { exit } { prev = $0 }' \
+			"$ROOT/src/pcqual.c"
+	done
+} >"$WORK/pcqual_parts.c"
+for f in "${pcqual_parts[@]}"; do
+	if ! grep -q "^$f(" "$WORK/pcqual_parts.c"; then
+		echo "run.sh: could not find $f() in src/pcqual.c" >&2
+		exit 2
+	fi
+done
 
 echo "== building $WORK/fuzz_parse from $PARSE_C"
 # shellcheck disable=SC2086
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	-Wall -Wno-ignored-attributes ${FUZZ_CFLAGS:-} \
+	-Wall -Wno-ignored-attributes -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
 	-I"$PGINC" -I"$ROOT/src" \
-	"$HERE/fuzz_parse.c" "$HERE/shim.c" "$WORK/pcq_is_guid.c" "$PARSE_C" \
+	"$HERE/fuzz_parse.c" "$HERE/shim.c" "$WORK/pcqual_parts.c" "$PARSE_C" \
 	-L"$PGLIB" -lpgcommon -lpgport -lcjson -lm \
 	-o "$WORK/fuzz_parse" 2>"$WORK/build.log"; then
 	cat "$WORK/build.log" >&2
@@ -265,8 +271,8 @@ if [ "${FUZZ_COVERAGE:-0}" = 1 ]; then
 	echo "== parse.c coverage by the $(find "$WORK/corpus" -type f | wc -l) inputs of the grown corpus"
 	# shellcheck disable=SC2086
 	if clang -g -O0 -fsanitize=fuzzer -fprofile-instr-generate -fcoverage-mapping \
-		-Wno-ignored-attributes ${FUZZ_CFLAGS:-} -I"$PGINC" -I"$ROOT/src" \
-		"$HERE/fuzz_parse.c" "$HERE/shim.c" "$WORK/pcq_is_guid.c" "$PARSE_C" \
+		-Wno-ignored-attributes -D_GNU_SOURCE ${FUZZ_CFLAGS:-} -I"$PGINC" -I"$ROOT/src" \
+		"$HERE/fuzz_parse.c" "$HERE/shim.c" "$WORK/pcqual_parts.c" "$PARSE_C" \
 		-L"$PGLIB" -lpgcommon -lpgport -lcjson -lm -o "$WORK/fuzz_parse_cov" 2>>"$WORK/build.log" &&
 		(cd "$WORK" && LLVM_PROFILE_FILE="$WORK/cov.profraw" \
 			./fuzz_parse_cov -runs=0 -max_len=65536 "$WORK/corpus" >"$WORK/cov.log" 2>&1) &&

@@ -64,9 +64,10 @@
  *				exits where the backend would ERROR on a string beyond
  *				MaxAllocSize; libFuzzer reports that exit as a failure).
  *	strings		pg_strcasecmp is the real one from libpgport.a.
- *	pcqual.c	pcq_is_guid, which parse.c calls, is not here: run.sh cuts
- *				that one function out of src/pcqual.c as it is (the rest of
- *				pcqual.c needs the backend's GUC machinery).
+ *	pcqual.c	pcq_is_guid and pcq_append_percent_encoded, which parse.c
+ *				calls, are not here: run.sh cuts those functions out of
+ *				src/pcqual.c as they are (the rest of pcqual.c needs the
+ *				backend's GUC machinery).
  *
  *-------------------------------------------------------------------------
  */
