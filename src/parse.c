@@ -608,12 +608,12 @@ token_answer_from_json(const cJSON *root, PcqTokenAnswer *answer)
 	if (cJSON_IsString(refresh) && is_header_token(refresh->valuestring))
 		answer->refresh_token = pstrdup(refresh->valuestring);
 	answer->expires_in = expires_in_seconds(cJSON_GetObjectItem(root, "expires_in"));
-	answer->error = message_text(cJSON_GetObjectItem(root, "error"));
-	answer->error_description =
-		message_text(cJSON_GetObjectItem(root, "error_description"));
 }
 
-/* Azure AD's answer to a token request, success or error. */
+/*
+ * The tokens of Azure AD's answer to a token request.  Its error, if any, is
+ * an error body (pcq_parse_error_body), read once secrets are redacted.
+ */
 void
 pcq_parse_token_answer(const char *body, size_t len, PcqTokenAnswer *answer)
 {

@@ -188,8 +188,6 @@ typedef struct PcqTokenAnswer
 	bool		access_token_unusable;	/* present, but not a header value */
 	char	   *refresh_token;
 	double		expires_in;		/* seconds; < 0 when absent */
-	char	   *error;
-	char	   *error_description;
 } PcqTokenAnswer;
 
 typedef struct PcqCustomer
@@ -250,6 +248,7 @@ extern void pcq_report_failure(const PcqRequest *req, int elevel);
 extern void pcq_report_bad_body(const PcqRequest *req, const char *problem,
 								int elevel);
 extern void pcq_report_token_refusal(const PcqRequest *req,
-									 const PcqTokenAnswer *answer);
+									 const PcqTokenAnswer *answer,
+									 const char *error, const char *description);
 
 #endif							/* PCQUAL_H */

@@ -280,10 +280,12 @@ hint_for_token_error(const char *error)
 
 /*
  * Raise Azure AD's refusal of a token request, or say why its answer
- * cannot be used.  The answer was redacted of anything the request sent.
+ * cannot be used.  error and description come from the answer once it was
+ * redacted of anything the request sent.
  */
 void
-pcq_report_token_refusal(const PcqRequest *req, const PcqTokenAnswer *answer)
+pcq_report_token_refusal(const PcqRequest *req, const PcqTokenAnswer *answer,
+						 const char *error, const char *description)
 {
 	if (req->status == 200 && answer->access_token_unusable)
 		ereport(ERROR,
@@ -298,19 +300,19 @@ pcq_report_token_refusal(const PcqRequest *req, const PcqTokenAnswer *answer)
 				 errhint("Check pcqual.authority: it should be Azure AD's sign-in host.")));
 	if (req->status >= 300 && req->status < 400)
 		pcq_report_failure(req, ERROR);
-	if (answer->error != NULL && answer->error_description != NULL)
+	if (error != NULL && description != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("Azure AD refused pcqual's token request: HTTP %ld, %s",
-						req->status, answer->error),
-				 errdetail_internal("%s", answer->error_description),
-				 errhint("%s", hint_for_token_error(answer->error))));
-	if (answer->error != NULL)
+						req->status, error),
+				 errdetail_internal("%s", description),
+				 errhint("%s", hint_for_token_error(error))));
+	if (error != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("Azure AD refused pcqual's token request: HTTP %ld, %s",
-						req->status, answer->error),
-				 errhint("%s", hint_for_token_error(answer->error))));
+						req->status, error),
+				 errhint("%s", hint_for_token_error(error))));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("Azure AD refused pcqual's token request: HTTP %ld", req->status),

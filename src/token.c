@@ -215,23 +215,24 @@ request_token(SentSecrets *sent)
 	{
 		req.post_body = token_request_form(url, sent);
 		pcq_http_run_one(&req);
-		if (req.outcome == PCQ_ANSWERED)
-			pcq_parse_token_answer(req.body, req.body_len, &answer);
-
-		/*
-		 * What may reach a message comes from the body with every secret
-		 * sent overwritten; the tokens come from the body as it was (a
-		 * rotated refresh token may well contain the old one).
-		 */
-		redact_answer(&req, sent);
 		if (req.outcome != PCQ_ANSWERED)
 			pcq_report_failure(&req, ERROR);
-		pcq_wipe_and_free(&answer.error);
-		pcq_wipe_and_free(&answer.error_description);
-		pcq_parse_error_body(req.body, req.body_len, &answer.error,
-							 &answer.error_description);
+
+		/*
+		 * The tokens come from the body as it was (a rotated refresh token
+		 * may well contain the old one); what may reach a message comes from
+		 * the body with every secret sent overwritten.
+		 */
+		pcq_parse_token_answer(req.body, req.body_len, &answer);
+		redact_answer(&req, sent);
 		if (req.status != 200 || answer.access_token == NULL)
-			pcq_report_token_refusal(&req, &answer);
+		{
+			char	   *error;
+			char	   *description;
+
+			pcq_parse_error_body(req.body, req.body_len, &error, &description);
+			pcq_report_token_refusal(&req, &answer, error, description);
+		}
 		cache_token(&answer);
 		if (answer.refresh_token != NULL && sent->refresh_token != NULL &&
 			strcmp(answer.refresh_token, sent->refresh_token) == 0)

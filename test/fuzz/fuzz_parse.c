@@ -55,7 +55,8 @@
  *	token answer	access_token and refresh_token are the body's when they
  *					are visible ASCII, else NULL; access_token_unusable is
  *					set exactly when the body's access_token is a string that
- *					is not; error texts as above; expires_in is -1 or a
+ *					is not (its error texts are an error body's, checked
+ *					above); expires_in is -1 or a
  *					finite non-negative number, and can be used the way
  *					token.c uses it (a millisecond int64 added to a
  *					timestamp) without undefined behaviour.
@@ -881,8 +882,6 @@ check_token_answer(const char *buf, size_t size)
 
 	memset(&answer, 0x7f, sizeof(answer));
 	pcq_parse_token_answer(buf, size, &answer);
-	check_quoted("token error", answer.error);
-	check_quoted("token error_description", answer.error_description);
 	if (isnan(answer.expires_in) || isinf(answer.expires_in) ||
 		(answer.expires_in < 0 && answer.expires_in != -1))
 		fail("expires_in is %g", answer.expires_in);
@@ -890,7 +889,7 @@ check_token_answer(const char *buf, size_t size)
 	root = reparse(buf, size);
 	if (root == NULL &&
 		(answer.access_token || answer.access_token_unusable || answer.refresh_token ||
-		 answer.error || answer.error_description || answer.expires_in != -1))
+		 answer.expires_in != -1))
 		fail("a token answer from a body that is not JSON");
 	access = cJSON_GetObjectItem(root, "access_token");
 	check_token("the access token", answer.access_token, access);
