@@ -44,7 +44,6 @@ decode_date_time(char **field, int *ftype, int nf, int *dtype,
 #endif
 
 static void describe_invalid_json(size_t len, size_t error_offset, char **problem);
-static bool is_header_token(const char *s);
 
 /* Longest token lifetime believed. */
 #define MAX_TOKEN_LIFETIME_SECS 86400.0
@@ -573,8 +572,8 @@ expires_in_seconds(const cJSON *value)
 }
 
 /* A token goes into a header: visible ASCII only, so it cannot inject one. */
-static bool
-is_header_token(const char *s)
+bool
+pcq_is_header_token(const char *s)
 {
 	if (*s == '\0')
 		return false;
@@ -601,11 +600,11 @@ token_answer_from_json(const cJSON *root, PcqTokenAnswer *answer)
 	const cJSON *token = cJSON_GetObjectItem(root, "access_token");
 	const cJSON *refresh = cJSON_GetObjectItem(root, "refresh_token");
 
-	if (cJSON_IsString(token) && is_header_token(token->valuestring))
+	if (cJSON_IsString(token) && pcq_is_header_token(token->valuestring))
 		answer->access_token = pstrdup(token->valuestring);
 	else if (cJSON_IsString(token))
 		answer->access_token_unusable = true;
-	if (cJSON_IsString(refresh) && is_header_token(refresh->valuestring))
+	if (cJSON_IsString(refresh) && pcq_is_header_token(refresh->valuestring))
 		answer->refresh_token = pstrdup(refresh->valuestring);
 	answer->expires_in = expires_in_seconds(cJSON_GetObjectItem(root, "expires_in"));
 }
@@ -727,7 +726,7 @@ continuation_token(const cJSON *root, char **token, char **problem)
 		const cJSON *value = cJSON_GetObjectItem(header, "value");
 
 		if (cJSON_IsString(key) && pg_strcasecmp(key->valuestring, "MS-ContinuationToken") == 0 &&
-			cJSON_IsString(value) && is_header_token(value->valuestring))
+			cJSON_IsString(value) && pcq_is_header_token(value->valuestring))
 		{
 			*token = pstrdup(value->valuestring);
 			return true;

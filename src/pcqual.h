@@ -227,6 +227,7 @@ extern void pcq_parse_error_body(const char *body, size_t len,
 extern void pcq_parse_token_answer(const char *body, size_t len,
 								   PcqTokenAnswer *answer);
 extern char *pcq_quotable_text(const char *text, size_t len);
+extern bool pcq_is_header_token(const char *s);
 extern void pcq_redact(char *body, size_t len, const char *secret);
 
 /* ---- failures (report.c) ---- */

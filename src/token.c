@@ -289,27 +289,27 @@ refresh_app_user_token(void)
 static const char *
 static_token(bool *renewable)
 {
+	bool		changed = pcq_file_changed_since(pcq_access_token_file,
+												 &static_token_stamp);
+	int64		stamp = static_token_stamp;
 	char	   *token;
-	const char *p;
 
 	*renewable = cached_token != NULL;
-	if (cached_token != NULL &&
-		!pcq_file_changed_since(pcq_access_token_file, &static_token_stamp))
+	if (cached_token != NULL && !changed)
 		return cached_token;
 
 	pcq_forget_access_token();
-	(void) pcq_file_changed_since(pcq_access_token_file, &static_token_stamp);
+	static_token_stamp = stamp;	/* of the file about to be read */
 	token = pcq_read_private_file(pcq_access_token_file, "pcqual.access_token_file");
-	for (p = token; *p; p++)
-		if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f)
-		{
-			pcq_wipe_and_free(&token);
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-					 errmsg("the token in pcqual.access_token_file \"%s\" is not usable",
-							pcq_access_token_file),
-					 errdetail("It contains white space or a character outside visible ASCII.")));
-		}
+	if (!pcq_is_header_token(token))
+	{
+		pcq_wipe_and_free(&token);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("the token in pcqual.access_token_file \"%s\" is not usable",
+						pcq_access_token_file),
+				 errdetail("It contains white space or a character outside visible ASCII.")));
+	}
 	cached_token = MemoryContextStrdup(TopMemoryContext, token);
 	pcq_wipe_and_free(&token);
 	*renewable = false;
