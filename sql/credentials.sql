@@ -112,6 +112,15 @@ SELECT * FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
 \echo :LAST_ERROR_SQLSTATE
 RESET pcqual.access_token_file;
 
+-- An empty refresh token file (App+User) is refused like any empty file,
+-- though pcqual reads it while holding it locked: the ERROR alone, nothing
+-- about the file's descriptor.
+COPY (SELECT ' ') TO PROGRAM 'umask 077 && cat > /tmp/pcqual-regress/refresh_token';
+SET pcqual.refresh_token_file = '/tmp/pcqual-regress/refresh_token';
+SELECT * FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
+\echo :LAST_ERROR_SQLSTATE
+RESET pcqual.refresh_token_file;
+
 -- No credentials at all, or no partner tenant or client id: 28000, and
 -- the HINT says what a superuser sets.
 SET pcqual.client_secret_file = '';

@@ -107,7 +107,10 @@ open_private_file(const char *path, const char *setting, struct stat *st)
 	return fd;
 }
 
-/* Read an open credential file whole, without its trailing white space. */
+/*
+ * Read an open credential file whole, without its trailing white space.
+ * The fd stays open, also on ERROR: whoever opened it closes it.
+ */
 static char *
 read_secret(int fd, const char *path, const char *setting)
 {
@@ -127,7 +130,6 @@ read_secret(int fd, const char *path, const char *setting)
 
 		explicit_bzero(buf, len);
 		pfree(buf);
-		CloseTransientFile(fd);
 		errno = save_errno;
 		if (n < 0)
 			ereport(ERROR,
@@ -144,7 +146,6 @@ read_secret(int fd, const char *path, const char *setting)
 	if (len == 0)
 	{
 		pfree(buf);
-		CloseTransientFile(fd);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("credential file \"%s\" of %s is empty", path, setting)));
@@ -158,9 +159,17 @@ pcq_read_private_file(const char *path, const char *setting)
 {
 	struct stat st;
 	int			fd = open_private_file(path, setting, &st);
-	char	   *secret = read_secret(fd, path, setting);
+	char	   *volatile secret = NULL;
 
-	CloseTransientFile(fd);
+	PG_TRY();
+	{
+		secret = read_secret(fd, path, setting);
+	}
+	PG_FINALLY();
+	{
+		CloseTransientFile(fd);
+	}
+	PG_END_TRY();
 	return secret;
 }
 
