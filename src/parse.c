@@ -449,21 +449,36 @@ redact_occurrences(char *buf, size_t buflen, const char *needle, size_t len)
 	}
 }
 
+/* Whether percent-encoding leaves text as it is. */
+static bool
+all_unreserved(const char *text)
+{
+	for (; *text; text++)
+		if (!pcq_is_unreserved((unsigned char) *text))
+			return false;
+	return true;
+}
+
 /*
  * Overwrite a secret wherever a body quotes it back, before anything of the
  * body is parsed or quoted: as sent, percent-encoded as in a form, and with
  * JSON's escaped solidus.  Shorter secrets than four bytes are not looked
- * for (they would blank ordinary words).
+ * for (they would blank ordinary words).  A variant that reads the same as
+ * the secret is not built: an access token, redacted from every answer,
+ * usually has none.
  */
 void
 pcq_redact(char *body, size_t len, const char *secret)
 {
 	StringInfoData variant;
+	size_t		secret_len;
 	const char *p;
 
-	if (body == NULL || secret == NULL || strlen(secret) < 4)
+	if (body == NULL || secret == NULL || (secret_len = strlen(secret)) < 4)
 		return;
-	redact_occurrences(body, len, secret, strlen(secret));
+	redact_occurrences(body, len, secret, secret_len);
+	if (all_unreserved(secret))
+		return;					/* no '/' either */
 	initStringInfo(&variant);
 	pcq_append_percent_encoded(&variant, secret);
 	redact_occurrences(body, len, variant.data, variant.len);

@@ -151,9 +151,17 @@ pcq_token_url(void)
 }
 
 /*
- * Percent-encoding of everything but RFC 3986's unreserved characters.
- * ASCII ranges, not isalnum(): the result must not depend on the locale.
+ * RFC 3986's unreserved characters.  ASCII ranges, not isalnum(): the
+ * result must not depend on the locale.
  */
+bool
+pcq_is_unreserved(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		(c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* Percent-encoding of everything but the unreserved characters. */
 void
 pcq_append_percent_encoded(StringInfo buf, const char *value)
 {
@@ -161,9 +169,7 @@ pcq_append_percent_encoded(StringInfo buf, const char *value)
 
 	for (p = (const unsigned char *) value; *p; p++)
 	{
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-			(*p >= '0' && *p <= '9') ||
-			*p == '-' || *p == '.' || *p == '_' || *p == '~')
+		if (pcq_is_unreserved(*p))
 			appendStringInfoChar(buf, (char) *p);
 		else
 			appendStringInfo(buf, "%%%02X", *p);

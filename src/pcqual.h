@@ -64,6 +64,7 @@ extern bool pcq_is_set(const char *setting);
 extern bool pcq_is_guid(const char *text);
 extern char *pcq_api_url(const char *path);
 extern char *pcq_token_url(void);
+extern bool pcq_is_unreserved(unsigned char c);
 extern void pcq_append_percent_encoded(StringInfo buf, const char *value);
 
 /* ---- private files (credentials.c) ---- */

@@ -80,10 +80,10 @@ else
 fi
 mkdir -p "$WORK/corpus" "$WORK/artifacts" "$REGRESSIONS"
 
-# parse.c calls pcq_is_guid() and pcq_append_percent_encoded() of
+# parse.c calls pcq_is_guid(), pcq_is_unreserved() and pcq_append_percent_encoded() of
 # src/pcqual.c, whose other parts need the backend's GUC machinery: compile
 # those functions, cut out as they are.
-pcqual_parts=(pcq_is_guid pcq_append_percent_encoded)
+pcqual_parts=(pcq_is_guid pcq_is_unreserved pcq_append_percent_encoded)
 {
 	printf '#include "postgres.h"\n#include <ctype.h>\n#include "pcqual.h"\n\n'
 	for f in "${pcqual_parts[@]}"; do

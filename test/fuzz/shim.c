@@ -64,8 +64,8 @@
  *				exits where the backend would ERROR on a string beyond
  *				MaxAllocSize; libFuzzer reports that exit as a failure).
  *	strings		pg_strcasecmp is the real one from libpgport.a.
- *	pcqual.c	pcq_is_guid and pcq_append_percent_encoded, which parse.c
- *				calls, are not here: run.sh cuts those functions out of
+ *	pcqual.c	pcq_is_guid, pcq_is_unreserved and
+ *				pcq_append_percent_encoded, which parse.c calls, are not here: run.sh cuts those functions out of
  *				src/pcqual.c as they are (the rest of pcqual.c needs the
  *				backend's GUC machinery).
  *
