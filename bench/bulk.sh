@@ -39,7 +39,6 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 
@@ -47,12 +46,7 @@ source "$here/lib.sh"
 # outer part: dependencies, test files, build, cluster
 # ===========================================================================
 if [ "${1:-}" != "--inner" ]; then
-	bench_need_root
-	cd "$root"
-	SECONDS=0
-	trap bench_outer_cleanup EXIT
-	trap 'exit 130' INT TERM
-	bench_outer_prepare
+	bench_outer_begin
 	if ! command -v wrk >/dev/null 2>&1; then
 		echo "wrk not found; installing the Debian package (for the emulator ceiling)" >&2
 		DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq wrk >/dev/null ||
@@ -67,9 +61,6 @@ fi
 # ===========================================================================
 # inner part: runs inside pg_virtualenv (PGHOST, PGPORT, PGUSER... are set)
 # ===========================================================================
-cd "$root"
-SECONDS=0
-set +e                   # a failed run is recorded, the others still run
 bench_inner_begin
 
 # --- emulator ----------------------------------------------------------------

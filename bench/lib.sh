@@ -46,6 +46,17 @@ bench_outer_prepare() {
 	PCQUAL_TEST_DIR=$BENCH_FILES test/prepare-test-files.sh
 }
 
+# The start of every benchmark's outer part: root, the repository, the clock,
+# clean-up on exit, bench_outer_prepare.
+bench_outer_begin() {
+	bench_need_root
+	cd "$bench_root" || exit 1
+	SECONDS=0
+	trap bench_outer_cleanup EXIT
+	trap 'exit 130' INT TERM
+	bench_outer_prepare
+}
+
 bench_outer_cleanup() {
 	if [ -n "${BENCH_FILES:-}" ] && [[ $BENCH_FILES == /tmp/pcqual-bench.* ]]; then
 		rm -rf "$BENCH_FILES"
@@ -293,6 +304,9 @@ targets_print() {
 # background jobs, the emulator, the scratch directory (kept with
 # BENCH_KEEP=1).
 bench_inner_begin() {
+	cd "$bench_root" || exit 1
+	SECONDS=0
+	set +e					# a failed run is recorded, the others still run
 	work=$(mktemp -d)
 	chmod 755 "$work"
 	failures=()

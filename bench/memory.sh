@@ -57,7 +57,6 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 BIG=${BIG:-1000000}
@@ -71,12 +70,7 @@ export BIG SMALL CONCURRENCY HUGE HUGE_DELAY
 # outer part
 # ===========================================================================
 if [ "${1:-}" != "--inner" ]; then
-	bench_need_root
-	cd "$root"
-	SECONDS=0
-	trap bench_outer_cleanup EXIT
-	trap 'exit 130' INT TERM
-	bench_outer_prepare
+	bench_outer_begin
 	bench_build_install || exit 1
 	export BENCH_SETUP_SECONDS=$SECONDS
 	bench_virtualenv 900
@@ -86,9 +80,6 @@ fi
 # ===========================================================================
 # inner part: runs inside pg_virtualenv
 # ===========================================================================
-cd "$root"
-SECONDS=0
-set +e
 bench_inner_begin
 
 bench_start_emulator "$work" || exit 1

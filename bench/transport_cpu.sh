@@ -107,9 +107,6 @@ fi
 # ===========================================================================
 # inner part: runs inside pg_virtualenv (PGHOST, PGPORT, PGUSER... are set)
 # ===========================================================================
-cd "$root"
-SECONDS=0
-set +e
 bench_inner_begin
 
 libdir=$("/usr/lib/postgresql/$PGVERSION/bin/pg_config" --pkglibdir)
