@@ -34,13 +34,6 @@ PG_FUNCTION_INFO_V1(pc_validation_codes);
 #define VALIDATION_COLUMNS 5
 
 static Datum
-nullable_text(const char *s, bool *isnull)
-{
-	*isnull = (s == NULL);
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
-}
-
-static Datum
 uuid_datum(const char *text)
 {
 	return DirectFunctionCall1(uuid_in, CStringGetDatum(text));
@@ -104,9 +97,9 @@ store_customers(ReturnSetInfo *rsinfo, List *customers)
 		bool		nulls[CUSTOMER_COLUMNS] = {false};
 
 		values[0] = uuid_datum(c->tenant_id);
-		values[1] = nullable_text(c->company_name, &nulls[1]);
-		values[2] = nullable_text(c->domain, &nulls[2]);
-		values[3] = nullable_text(c->relationship, &nulls[3]);
+		values[1] = pcq_nullable_text(c->company_name, &nulls[1]);
+		values[2] = pcq_nullable_text(c->domain, &nulls[2]);
+		values[3] = pcq_nullable_text(c->relationship, &nulls[3]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 }
@@ -221,7 +214,7 @@ pc_validation_codes(PG_FUNCTION_ARGS)
 		bool		nulls[VALIDATION_COLUMNS] = {false};
 
 		values[0] = CStringGetTextDatum(v->validation_id);
-		values[1] = nullable_text(v->organization_name, &nulls[1]);
+		values[1] = pcq_nullable_text(v->organization_name, &nulls[1]);
 		nulls[2] = (v->partner_id == NULL);
 		values[2] = nulls[2] ? (Datum) 0 : uuid_datum(v->partner_id);
 		values[3] = Int32GetDatum(v->max_creates);

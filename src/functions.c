@@ -164,8 +164,9 @@ warn_unparsed_dates(const char *tenant, List *rows)
 	}
 }
 
-static Datum
-nullable_text(const char *s, bool *isnull)
+/* A text column's value, NULL for a NULL string. */
+Datum
+pcq_nullable_text(const char *s, bool *isnull)
 {
 	*isnull = (s == NULL);
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
@@ -198,8 +199,8 @@ store_row(FetchState *state, const pg_uuid_t *tenant, const PcqQualification *q,
 	{
 		values[c] = CStringGetTextDatum(q->qualification);
 		nulls[c] = false;
-		values[c + 1] = nullable_text(q->vetting_status, &nulls[c + 1]);
-		values[c + 2] = nullable_text(q->vetting_reason, &nulls[c + 2]);
+		values[c + 1] = pcq_nullable_text(q->vetting_status, &nulls[c + 1]);
+		values[c + 2] = pcq_nullable_text(q->vetting_reason, &nulls[c + 2]);
 		values[c + 3] = TimestampTzGetDatum(q->vetting_created_date);
 		nulls[c + 3] = !q->has_created_date;
 	}

@@ -171,6 +171,7 @@ extern void pcq_http_run_authorized(PcqRequest *req);
 struct ReturnSetInfo;
 extern void pcq_store_qualifications(struct ReturnSetInfo *rsinfo,
 									 const char *tenant, List *rows);
+extern Datum pcq_nullable_text(const char *s, bool *isnull);
 
 /* ---- parsing (parse.c) ---- */
 typedef struct PcqQualification
