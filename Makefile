@@ -3,6 +3,11 @@ EXTENSION = pcqual
 MODULE_big = pcqual
 OBJS = \
 	src/pcqual.o \
+	src/shmem.o \
+	src/governor.o \
+	src/token_cache.o \
+	src/stats.o \
+	src/activity.o \
 	src/credentials.o \
 	src/assertion.o \
 	src/http.o \
@@ -14,7 +19,7 @@ OBJS = \
 	src/write.o \
 	src/discover.o
 
-DATA = pcqual--1.0.sql pcqual--1.0--1.1.sql pcqual--1.1--1.2.sql
+DATA = pcqual--1.0.sql pcqual--1.0--1.1.sql pcqual--1.1--1.2.sql pcqual--1.2--1.3.sql
 PGFILEDESC = "pcqual - Partner Center customer qualifications"
 
 PG_CPPFLAGS = -I$(srcdir)/src
@@ -30,4 +35,4 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS does not track header dependencies.
-$(OBJS): src/pcqual.h
+$(OBJS): src/pcqual.h src/compat.h

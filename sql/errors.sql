@@ -16,8 +16,11 @@
 -- sql/setup.sql).  Each customer below is a fault tenant of the emulator:
 -- 22222222-0000-0000-0000-000000000NNN answers status NNN, or a fault.
 -- Retries are shown in test/retries.sql; here each failure is final at
--- once unless said otherwise.
+-- once unless said otherwise.  The reset revokes every token the emulator
+-- issued: pc_disconnect() drops the one the cluster shares, so that the
+-- first request is not a 401 sent again with a new token.
 SELECT emulator_post('reset');
+SELECT pc_disconnect() >= 0 AS disconnected;
 SET pcqual.correlation_id = '7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745';
 SET pcqual.max_retries = 0;
 \pset format unaligned
@@ -37,12 +40,16 @@ SELECT error_of($$SELECT * FROM pc_qualifications('22222222-0000-0000-0000-00000
 SELECT error_of($$SELECT * FROM pc_qualifications('22222222-0000-0000-0000-000000000409')$$);
 -- ...0429: 429 with Retry-After: 7 and a {"statusCode", "message"} body.
 SELECT error_of($$SELECT * FROM pc_qualifications('22222222-0000-0000-0000-000000000429')$$);
+-- A 429 pauses every session's requests to the partner for Retry-After (7 s
+-- here) and halves the cluster's window; pc_governor_reset() forgets both.
+SELECT pc_governor_reset();
 -- With retries, a wait longer than pcqual.max_retry_wait is not waited for.
 SET pcqual.max_retries = 3;
 SET pcqual.max_retry_wait = '1s';
 SELECT error_of($$SELECT * FROM pc_qualifications('22222222-0000-0000-0000-000000000429')$$);
 RESET pcqual.max_retry_wait;
 SET pcqual.max_retries = 0;
+SELECT pc_governor_reset();
 -- ...0500: 500 with code 500
 SELECT error_of($$SELECT * FROM pc_qualifications('22222222-0000-0000-0000-000000000500')$$);
 -- ...0418: an unexpected status; the body has only a "message"

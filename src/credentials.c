@@ -174,22 +174,46 @@ pcq_read_private_file(const char *path, const char *setting)
 }
 
 /*
- * Whether the file at path differs from the one *stamp describes (its
- * inode, size and modification time); updates *stamp.  A file that cannot
- * be looked at counts as changed: reading it will say why.
+ * The identity of the file at path now: device, inode, size and
+ * modification time, each compared on its own.  A path that is not set, or
+ * a file that cannot be looked at, has the stamp of "no file".
  */
-bool
-pcq_file_changed_since(const char *path, int64 *stamp)
+void
+pcq_file_stamp(const char *path, PcqFileStamp *stamp)
 {
 	struct stat st;
-	int64		now;
 
-	if (stat(path, &st) != 0)
-		now = -1;
-	else
-		now = (int64) st.st_ino * 1000003 + (int64) st.st_size * 7919 +
-			(int64) st.st_mtime * 1000000000 + (int64) st.st_mtim.tv_nsec;
-	if (now == *stamp && now != -1)
+	memset(stamp, 0, sizeof(*stamp));
+	if (!pcq_is_set(path) || stat(path, &st) != 0)
+		return;
+	stamp->exists = true;
+	stamp->dev = (uint64) st.st_dev;
+	stamp->ino = (uint64) st.st_ino;
+	stamp->size = (int64) st.st_size;
+	stamp->mtime_sec = (int64) st.st_mtim.tv_sec;
+	stamp->mtime_nsec = (int64) st.st_mtim.tv_nsec;
+}
+
+bool
+pcq_same_file_stamp(const PcqFileStamp *a, const PcqFileStamp *b)
+{
+	return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino &&
+		a->size == b->size && a->mtime_sec == b->mtime_sec &&
+		a->mtime_nsec == b->mtime_nsec;
+}
+
+/*
+ * Whether the file at path differs from the one *stamp describes; updates
+ * *stamp.  A file that cannot be looked at counts as changed: reading it
+ * will say why.
+ */
+bool
+pcq_file_changed_since(const char *path, PcqFileStamp *stamp)
+{
+	PcqFileStamp now;
+
+	pcq_file_stamp(path, &now);
+	if (now.exists && pcq_same_file_stamp(&now, stamp))
 		return false;
 	*stamp = now;
 	return true;

@@ -102,6 +102,7 @@ store_customers(ReturnSetInfo *rsinfo, List *customers)
 		values[3] = pcq_nullable_text(c->relationship, &nulls[3]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	pcq_activity_customers(list_length(customers), 0);
 }
 
 /*
@@ -151,13 +152,8 @@ customer_filter(FunctionCallInfo fcinfo, char **prefix)
 	return by_name ? "CompanyName" : "Domain";
 }
 
-/*
- * pc_customers(company_name_prefix text, domain_prefix text)
- *	   RETURNS TABLE (tenant_id uuid, company_name text, domain text,
- *	   relationship text)
- */
-Datum
-pc_customers(PG_FUNCTION_ARGS)
+static void
+list_customers(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *prefix;
@@ -183,15 +179,22 @@ pc_customers(PG_FUNCTION_ARGS)
 		continuation = next;
 	} while (continuation != NULL);
 	MemoryContextDelete(page_cxt);
-	return (Datum) 0;
 }
 
 /*
- * pc_validation_codes() RETURNS TABLE (validation_id text, organization_name
- *	   text, partner_id uuid, max_creates integer, remaining_creates integer)
+ * pc_customers(company_name_prefix text, domain_prefix text)
+ *	   RETURNS TABLE (tenant_id uuid, company_name text, domain text,
+ *	   relationship text)
  */
 Datum
-pc_validation_codes(PG_FUNCTION_ARGS)
+pc_customers(PG_FUNCTION_ARGS)
+{
+	pcq_activity_run("pc_customers", -1, list_customers, fcinfo);
+	return (Datum) 0;
+}
+
+static void
+list_validation_codes(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo;
 	PcqRequest	req;
@@ -223,5 +226,15 @@ pc_validation_codes(PG_FUNCTION_ARGS)
 		nulls[4] = !v->has_remaining_creates;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+}
+
+/*
+ * pc_validation_codes() RETURNS TABLE (validation_id text, organization_name
+ *	   text, partner_id uuid, max_creates integer, remaining_creates integer)
+ */
+Datum
+pc_validation_codes(PG_FUNCTION_ARGS)
+{
+	pcq_activity_run("pc_validation_codes", -1, list_validation_codes, fcinfo);
 	return (Datum) 0;
 }

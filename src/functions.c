@@ -253,8 +253,11 @@ handle_failure(FetchState *state, const pg_uuid_t *tenant, PcqFailure *failure)
 		store_row(state, tenant, NULL, failure);
 }
 
-/* Parse a 2xx answer and store its rows, or handle what was wrong. */
-static void
+/*
+ * Parse a 2xx answer and store its rows, or handle what was wrong.
+ * Returns whether the customer succeeded.
+ */
+static bool
 consume_answer(FetchState *state, PcqRequest *req, const pg_uuid_t *tenant)
 {
 	PcqFailure	failure;
@@ -265,17 +268,19 @@ consume_answer(FetchState *state, PcqRequest *req, const pg_uuid_t *tenant)
 	{
 		pcq_describe_failure(req, &failure);
 		handle_failure(state, tenant, &failure);
-		return;
+		return false;
 	}
 	rows = pcq_parse_qualifications(req->body, req->body_len, &problem);
 	if (problem != NULL)
 	{
 		pcq_describe_bad_body(req, problem, &failure);
+		pcq_stat_failure(req, &failure);
 		handle_failure(state, tenant, &failure);
-		return;
+		return false;
 	}
 	warn_unparsed_dates(req->subject_id, rows);
 	store_customer(state, tenant, rows);
+	return true;
 }
 
 static void
@@ -305,6 +310,7 @@ on_request_done(PcqRequest *req, void *arg)
 	FetchState *state = (FetchState *) arg;
 	pg_uuid_t	tenant = ((TenantRequest *) req)->tenant_id;
 	MemoryContext oldcxt;
+	bool		succeeded;
 
 	if (req->outcome == PCQ_ANSWERED && req->status == 401 && state->token_renewable)
 	{
@@ -317,8 +323,9 @@ on_request_done(PcqRequest *req, void *arg)
 	}
 
 	oldcxt = MemoryContextSwitchTo(state->answer_cxt);
-	consume_answer(state, req, &tenant);
+	succeeded = consume_answer(state, req, &tenant);
 	MemoryContextSwitchTo(oldcxt);
+	pcq_activity_customers(1, succeeded ? 0 : 1);
 	MemoryContextReset(state->answer_cxt);
 	free_request(req);
 }
@@ -335,8 +342,8 @@ fetch_batch(FetchState *state)
 
 	state->bearer = pcq_access_token(&state->token_renewable);
 	MemoryContextSwitchTo(oldcxt);
-	pcq_http_run(next_tenant_request, on_request_done, state,
-				 state->ntenants == 1 ? 1 : pcq_concurrency);
+	pcq_http_run(PCQ_SUBJECT_CUSTOMER, next_tenant_request, on_request_done,
+				 state, state->ntenants == 1 ? 1 : pcq_concurrency);
 
 	if (state->nrejected > 0)
 	{
@@ -348,17 +355,23 @@ fetch_batch(FetchState *state)
 		state->rejected = NULL;
 		state->nrejected = state->rejected_cap = 0;
 		pcq_forget_access_token();
+		pcq_release_access_token(state->bearer);
+		oldcxt = MemoryContextSwitchTo(state->request_cxt);
 		state->bearer = pcq_access_token(&state->token_renewable);
+		MemoryContextSwitchTo(oldcxt);
 		state->token_renewable = false;
-		pcq_http_run(next_tenant_request, on_request_done, state,
-					 state->ntenants == 1 ? 1 : pcq_concurrency);
+		pcq_http_run(PCQ_SUBJECT_CUSTOMER, next_tenant_request, on_request_done,
+					 state, state->ntenants == 1 ? 1 : pcq_concurrency);
 		pfree(retry);
 	}
+	pcq_release_access_token(state->bearer);
+	state->bearer = NULL;
 }
 
 static void
-fetch_tenants(FunctionCallInfo fcinfo, const pg_uuid_t *ids, int ntenants,
-			  bool with_tenant_column, FailureMode mode)
+fetch_tenants(FunctionCallInfo fcinfo, const char *function,
+			  const pg_uuid_t *ids, int ntenants, bool with_tenant_column,
+			  FailureMode mode)
 {
 	FetchState	state;
 
@@ -376,7 +389,18 @@ fetch_tenants(FunctionCallInfo fcinfo, const pg_uuid_t *ids, int ntenants,
 											 "pcqual answer",
 											 ALLOCSET_DEFAULT_SIZES);
 	if (ntenants > 0)
-		fetch_batch(&state);
+	{
+		pcq_activity_begin(function, ntenants);
+		PG_TRY();
+		{
+			fetch_batch(&state);
+		}
+		PG_FINALLY();
+		{
+			pcq_activity_end();
+		}
+		PG_END_TRY();
+	}
 	MemoryContextDelete(state.answer_cxt);
 	MemoryContextDelete(state.request_cxt);
 }
@@ -390,7 +414,7 @@ pc_qualifications(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t	tenant = *PG_GETARG_UUID_P(0);
 
-	fetch_tenants(fcinfo, &tenant, 1, false, RAISE_ERROR);
+	fetch_tenants(fcinfo, "pc_qualifications", &tenant, 1, false, RAISE_ERROR);
 	return (Datum) 0;
 }
 
@@ -490,7 +514,7 @@ pc_qualifications_bulk(PG_FUNCTION_ARGS)
 
 	if (!PG_ARGISNULL(0))
 		ids = distinct_tenants(PG_GETARG_ARRAYTYPE_P(0), &ntenants);
-	fetch_tenants(fcinfo, ids, ntenants, true, mode);
+	fetch_tenants(fcinfo, "pc_qualifications", ids, ntenants, true, mode);
 	return (Datum) 0;
 }
 
@@ -513,20 +537,22 @@ pc_fetch_qualifications(PG_FUNCTION_ARGS)
 
 	if (!PG_ARGISNULL(0))
 		ids = distinct_tenants(PG_GETARG_ARRAYTYPE_P(0), &ntenants);
-	fetch_tenants(fcinfo, ids, ntenants, true, RECORD_OUTCOME);
+	fetch_tenants(fcinfo, "pc_fetch_qualifications", ids, ntenants, true,
+				  RECORD_OUTCOME);
 	return (Datum) 0;
 }
 
 /*
  * pc_disconnect() RETURNS integer: closes this session's cached
- * connections and forgets its access token; returns how many connections
- * it closed.
+ * connections and drops the cluster's access token of the credential in
+ * effect (the next call of any session asks Azure AD for a new one);
+ * returns how many connections it closed.
  */
 Datum
 pc_disconnect(PG_FUNCTION_ARGS)
 {
 	int			closed = pcq_http_disconnect();
 
-	pcq_forget_access_token();
+	pcq_drop_access_token();
 	PG_RETURN_INT32(closed);
 }

@@ -20,7 +20,12 @@
  * PostgreSQL's file-descriptor accounting (AcquireExternalFD).
  *
  * Requests are taken from the caller one at a time, when a slot frees, so
- * memory is bounded by what is in flight.  Whatever way pcq_http_run() is
+ * memory is bounded by what is in flight.  A slot is the call's (at most
+ * pcqual.concurrency) and, with pcqual.cluster_governor, the cluster's
+ * (governor.c): a call whose partner is paused or full sleeps on its latch
+ * until a slot frees or the pause ends, while its own transfers go on.
+ * Every attempt is counted in pc_stat (stats.c), and the call's progress
+ * shown in pc_stat_activity (activity.c).  Whatever way pcq_http_run() is
  * left, ERROR included, every easy handle and header list is released
  * before the error propagates.
  *
@@ -48,18 +53,10 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "pcqual.h"
 
-/* ---- differences between PostgreSQL and libcurl versions ---- */
-#if PG_VERSION_NUM >= 170000
-#define MyLocalTransactionId (MyProc->vxid.lxid)
-#define CreateSessionWaitEventSet(nevents) CreateWaitEventSet(NULL, (nevents))
-#else
-#define MyLocalTransactionId (MyProc->lxid)
-#define CreateSessionWaitEventSet(nevents) \
-	CreateWaitEventSet(TopMemoryContext, (nevents))
-#endif
-
+/* ---- differences between libcurl versions ---- */
 #if LIBCURL_VERSION_NUM < 0x072b00
 #error "pcqual needs libcurl 7.43.0 or later (CURLPIPE_MULTIPLEX, CURLOPT_PIPEWAIT)"
 #endif
@@ -88,6 +85,10 @@ struct PcqTransfer
 	size_t		body_cap;
 	int			slot;			/* index in the batch's in-flight array */
 	bool		fd_refused;		/* AcquireExternalFD said no */
+	bool		governed;		/* holds governor_slot */
+	PcqSlot		governor_slot;
+	PcqSlotOutcome slot_outcome;	/* what the governor learns at release */
+	long		pause_ms;		/* with PCQ_SLOT_THROTTLED */
 	char		errbuf[CURL_ERROR_SIZE];
 };
 
@@ -304,11 +305,11 @@ pcq_correlation_id(void)
 	if (pcq_is_set(pcq_correlation_id_setting))
 		return pcq_correlation_id_setting;
 
-	if (generated[0] == '\0' || for_lxid != MyLocalTransactionId ||
+	if (generated[0] == '\0' || for_lxid != PCQ_MY_LOCAL_XID ||
 		for_statement != GetCurrentStatementStartTimestamp())
 	{
 		pcq_new_guid(generated);
-		for_lxid = MyLocalTransactionId;
+		for_lxid = PCQ_MY_LOCAL_XID;
 		for_statement = GetCurrentStatementStartTimestamp();
 	}
 	return generated;
@@ -469,8 +470,10 @@ typedef struct Batch
 	int			nin_flight;
 	List	   *waiting;		/* requests waiting to be retried */
 	int			ceiling;		/* what the caller asked for */
-	int			limit;			/* fewer while the service throttles */
+	int			limit;			/* fewer while throttled or short of fds */
 	TimestampTz limit_changed;
+	PcqGovernorSeat *seat;		/* the cluster's governor, or NULL */
+	TimestampTz paused_until;	/* the governor refused: a pause until then */
 } Batch;
 
 static int
@@ -500,6 +503,12 @@ release_transfer(Batch *batch, PcqRequest *req)
 	}
 	if (transfer->headers != NULL)
 		curl_slist_free_all(transfer->headers);
+	if (transfer->governed)
+	{
+		transfer->governed = false;
+		pcq_governor_release(batch->seat, &transfer->governor_slot,
+							 transfer->slot_outcome, transfer->pause_ms);
+	}
 	if (batch->in_flight[transfer->slot] == req)
 	{
 		batch->in_flight[transfer->slot] = NULL;
@@ -509,9 +518,37 @@ release_transfer(Batch *batch, PcqRequest *req)
 	req->transfer = NULL;
 }
 
-/* Create a request's easy handle and hand it to the multi handle. */
+/*
+ * A cluster slot for one more request, when the governor is on.  Refused,
+ * the batch knows until when a pause lasts, if that is the reason.
+ */
+static bool
+take_slot(Batch *batch, PcqSlot *slot)
+{
+	TimestampTz paused_until;
+
+	if (batch->seat == NULL)
+		return true;
+	if (pcq_governor_acquire(batch->seat, slot, &paused_until))
+		return true;
+	if (paused_until != 0)
+		batch->paused_until = paused_until;
+	return false;
+}
+
 static void
-start_request(Batch *batch, PcqRequest *req)
+give_back_slot(Batch *batch, PcqSlot *slot)
+{
+	if (batch->seat != NULL)
+		pcq_governor_release(batch->seat, slot, PCQ_SLOT_UNUSED, 0);
+}
+
+/*
+ * Create a request's easy handle and hand it to the multi handle; it holds
+ * the cluster slot taken for it.
+ */
+static void
+start_request(Batch *batch, PcqRequest *req, const PcqSlot *slot)
 {
 	PcqTransfer *transfer;
 	CURLMcode	mrc;
@@ -526,6 +563,12 @@ start_request(Batch *batch, PcqRequest *req)
 	req->transport_error[0] = '\0';
 
 	transfer = MemoryContextAllocZero(body_context, sizeof(PcqTransfer));
+	if (batch->seat != NULL)
+	{
+		/* from here on, release_transfer gives the slot back */
+		transfer->governed = true;
+		transfer->governor_slot = *slot;
+	}
 	transfer->slot = free_slot(batch);
 	req->transfer = transfer;
 	batch->in_flight[transfer->slot] = req;
@@ -579,6 +622,32 @@ record_transport_error(PcqRequest *req, CURLcode rc)
 		req->transport_error[--len] = '\0';
 }
 
+/* How long the attempt took, in milliseconds, by curl's clock. */
+static double
+attempt_latency_ms(CURL *easy)
+{
+#if LIBCURL_VERSION_NUM >= 0x073d00
+	curl_off_t	us = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &us);
+	return (double) us / 1000.0;
+#else
+	double		secs = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &secs);
+	return secs * 1000.0;
+#endif
+}
+
+/* pc_stat and pc_stat_activity learn of one attempt that was sent. */
+static void
+count_attempt(const PcqRequest *req)
+{
+	pcq_stat_attempt(req, attempt_latency_ms(req->transfer->easy));
+	if (req->outcome == PCQ_ANSWERED && req->status == 429)
+		pcq_activity_throttled();
+}
+
 /*
  * Record how a transfer ended, then release its handle.  Returns true when
  * it failed only because no file descriptor was to be had: nothing was sent.
@@ -586,9 +655,10 @@ record_transport_error(PcqRequest *req, CURLcode rc)
 static bool
 finish_request(Batch *batch, PcqRequest *req, CURLcode rc)
 {
-	bool		fd_refused = req->transfer->fd_refused && rc != CURLE_OK;
+	PcqTransfer *transfer = req->transfer;
+	bool		fd_refused = transfer->fd_refused && rc != CURLE_OK;
 
-	curl_easy_getinfo(req->transfer->easy, CURLINFO_RESPONSE_CODE, &req->status);
+	curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &req->status);
 	if (req->outcome == PCQ_TOO_LARGE || rc == CURLE_FILESIZE_EXCEEDED)
 		req->outcome = PCQ_TOO_LARGE;
 	else if (rc == CURLE_OK)
@@ -609,6 +679,18 @@ finish_request(Batch *batch, PcqRequest *req, CURLcode rc)
 	}
 	else if (req->bearer != NULL)
 		pcq_redact(req->body, req->body_len, req->bearer);	/* an echo */
+
+	if (!fd_refused)
+		count_attempt(req);
+	if (req->outcome == PCQ_ANSWERED && req->status == 429)
+	{
+		transfer->slot_outcome = PCQ_SLOT_THROTTLED;
+		transfer->pause_ms = pcq_throttle_pause_ms(req);
+	}
+	else if (req->outcome == PCQ_ANSWERED)
+		transfer->slot_outcome = PCQ_SLOT_ANSWERED;
+	else
+		transfer->slot_outcome = fd_refused ? PCQ_SLOT_UNUSED : PCQ_SLOT_FAILED;
 	release_transfer(batch, req);
 	return fd_refused;
 }
@@ -737,17 +819,24 @@ start_due_retries(Batch *batch)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz earliest = 0;
+	bool		refused = false;
 	ListCell   *lc;
 
 	foreach(lc, batch->waiting)
 	{
 		PcqRequest *req = lfirst(lc);
+		PcqSlot		slot;
 
-		if (req->not_before <= now && batch->nin_flight < batch->limit)
+		if (!refused && req->not_before <= now &&
+			batch->nin_flight < batch->limit)
 		{
-			batch->waiting = foreach_delete_current(batch->waiting, lc);
-			start_request(batch, req);
-			continue;
+			if (take_slot(batch, &slot))
+			{
+				batch->waiting = foreach_delete_current(batch->waiting, lc);
+				start_request(batch, req, &slot);
+				continue;
+			}
+			refused = true;		/* until a slot frees or the pause ends */
 		}
 		if (earliest == 0 || req->not_before < earliest)
 			earliest = req->not_before;
@@ -756,10 +845,11 @@ start_due_retries(Batch *batch)
 }
 
 /*
- * A 429 halves the in-flight limit, so that a throttled partner stops
- * hammering the service; it then grows back by one for every
- * THROTTLE_RECOVERY_MS without a 429 (additive increase, multiplicative
- * decrease).
+ * Without the governor, a 429 halves the call's own in-flight limit, so
+ * that a throttled partner stops hammering the service; it then grows back
+ * by one for every THROTTLE_RECOVERY_MS without a 429 (additive increase,
+ * multiplicative decrease), as after a shortage of file descriptors.  With
+ * the governor, the cluster's window does this for every backend at once.
  */
 #define THROTTLE_RECOVERY_MS 1000
 
@@ -768,7 +858,7 @@ adapt_in_flight_limit(Batch *batch, const PcqRequest *req)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (req->outcome == PCQ_ANSWERED && req->status == 429)
+	if (req->outcome == PCQ_ANSWERED && req->status == 429 && batch->seat == NULL)
 	{
 		if (batch->limit > 1)
 			elog(DEBUG1, "pcqual: throttled, at most %d requests in flight",
@@ -793,6 +883,8 @@ requeue_if_retryable(Batch *batch, PcqRequest *req)
 	log_attempt(req, delay);
 	if (delay < 0)
 		return false;
+	pcq_stat_retry(req, delay);
+	pcq_activity_retry();
 	req->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
 	if (req->body != NULL)
 		pfree(req->body);
@@ -823,6 +915,34 @@ wait_for_a_descriptor(Batch *batch, PcqRequest *req)
 		 batch->limit);
 }
 
+static bool
+request_succeeded(const PcqRequest *req)
+{
+	return req->outcome == PCQ_ANSWERED && req->status >= 200 && req->status <= 299;
+}
+
+/*
+ * A request failed for good: pc_stat keeps it as its endpoint's last
+ * error, described as the caller will report it.
+ */
+static void
+count_final_failure(const PcqRequest *req)
+{
+	static MemoryContext failure_context = NULL;
+	MemoryContext oldcxt;
+	PcqFailure	failure;
+
+	if (failure_context == NULL)
+		failure_context = AllocSetContextCreate(TopMemoryContext,
+												"pcqual failure",
+												ALLOCSET_SMALL_SIZES);
+	oldcxt = MemoryContextSwitchTo(failure_context);
+	pcq_describe_failure(req, &failure);
+	pcq_stat_failure(req, &failure);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(failure_context);
+}
+
 /* Hand every finished transfer to its retry or to the caller. */
 static void
 collect_finished(Batch *batch, PcqRequestDone done, void *arg)
@@ -844,7 +964,11 @@ collect_finished(Batch *batch, PcqRequestDone done, void *arg)
 			continue;
 		}
 		adapt_in_flight_limit(batch, req);
-		if (!requeue_if_retryable(batch, req) && done != NULL)
+		if (requeue_if_retryable(batch, req))
+			continue;
+		if (!request_succeeded(req))
+			count_final_failure(req);
+		if (done != NULL)
 			done(req, arg);
 	}
 }
@@ -857,34 +981,71 @@ start_new_requests(Batch *batch, PcqNextRequest next, void *arg)
 		   list_length(batch->waiting) < batch->ceiling)
 	{
 		PcqRequest *req;
+		PcqSlot		slot;
 
 		CHECK_FOR_INTERRUPTS();
+		if (!take_slot(batch, &slot))
+			return true;		/* the request is built once there is one */
 		req = next(arg);
 		if (req == NULL)
+		{
+			give_back_slot(batch, &slot);
 			return false;
-		start_request(batch, req);
+		}
+		start_request(batch, req, &slot);
 	}
 	return true;
 }
 
 /*
- * Run a batch to completion: requests come from next(arg) as slots free, at
- * most max_in_flight at a time (fewer while the service throttles), each
- * retried as retry.c says.  When a request is final, done(req, arg) is
+ * pc_stat_activity: what is in flight, under which window, and what the
+ * call waits for when nothing is.
+ */
+static void
+show_progress(Batch *batch, TimestampTz next_retry)
+{
+	int			window = batch->limit;
+	TimestampTz waiting_until = batch->paused_until;
+
+	if (batch->seat != NULL)
+		window = Min(window, pcq_governor_window(batch->seat));
+	if (waiting_until == 0 && batch->nin_flight == 0)
+		waiting_until = next_retry;
+	pcq_activity_in_flight(batch->nin_flight, window);
+	pcq_activity_waiting(waiting_until);
+}
+
+/* When to wake up at the latest if nothing happens: a retry, a pause's end. */
+static TimestampTz
+next_wake_up(Batch *batch, TimestampTz next_retry)
+{
+	TimestampTz wake = batch->nin_flight < batch->limit ? next_retry : 0;
+
+	if (batch->paused_until != 0 && (wake == 0 || batch->paused_until < wake))
+		wake = batch->paused_until;
+	return wake;
+}
+
+/*
+ * Run a batch of requests of one subject to completion: requests come from
+ * next(arg) as slots free, at most max_in_flight at a time (fewer while the
+ * service throttles, or the cluster's governor has no slot), each retried
+ * as retry.c says.  When a request is final, done(req, arg) is
  * called: it may consume and free the request and its body, or raise an
  * ERROR, which abandons the requests still in flight cleanly.  Nothing here
  * judges the final HTTP status.  Bodies are allocated in the caller's
  * memory context.
  */
 void
-pcq_http_run(PcqNextRequest next, PcqRequestDone done, void *arg,
-			 int max_in_flight)
+pcq_http_run(PcqSubject subject, PcqNextRequest next, PcqRequestDone done,
+			 void *arg, int max_in_flight)
 {
 	MemoryContext volatile saved_body_context = body_context;
 	Batch		batch = {0};
 	volatile bool more = true;
 
 	ensure_transport();
+	batch.seat = pcq_governor_join(subject == PCQ_SUBJECT_TOKEN);
 	batch.ceiling = batch.limit = Max(max_in_flight, 1);
 	batch.nslots = batch.ceiling;
 	batch.in_flight = palloc0(sizeof(PcqRequest *) * batch.nslots);
@@ -898,12 +1059,14 @@ pcq_http_run(PcqNextRequest next, PcqRequestDone done, void *arg,
 			TimestampTz next_retry;
 
 			CHECK_FOR_INTERRUPTS();
+			batch.paused_until = 0;
 			next_retry = start_due_retries(&batch);
 			if (more)
 				more = start_new_requests(&batch, next, arg);
 			if (!more && batch.nin_flight == 0 && batch.waiting == NIL)
 				break;
-			wait_and_drive(batch.nin_flight < batch.limit ? next_retry : 0);
+			show_progress(&batch, next_retry);
+			wait_and_drive(next_wake_up(&batch, next_retry));
 			collect_finished(&batch, done, arg);
 		}
 	}
@@ -914,6 +1077,9 @@ pcq_http_run(PcqNextRequest next, PcqRequestDone done, void *arg,
 		for (i = 0; i < batch.nslots; i++)
 			if (batch.in_flight[i] != NULL)
 				release_transfer(&batch, batch.in_flight[i]);
+		pcq_governor_leave(batch.seat);
+		pcq_activity_in_flight(0, 0);
+		pcq_activity_waiting(0);
 		body_context = saved_body_context;
 	}
 	PG_END_TRY();
@@ -937,7 +1103,7 @@ pcq_http_run_one(PcqRequest *req)
 {
 	PcqRequest *pending = req;
 
-	pcq_http_run(next_of_one, NULL, &pending, 1);
+	pcq_http_run(req->subject, next_of_one, NULL, &pending, 1);
 }
 
 /* ---- the backend's transport ---- */
@@ -1004,7 +1170,7 @@ create_wait_set(void)
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not create an epoll set: %m")));
 	}
-	wait_set = CreateSessionWaitEventSet(3);
+	wait_set = pcq_create_session_wait_set(3);
 	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	/* a single-user backend has no postmaster to watch */
 	if (IsUnderPostmaster)

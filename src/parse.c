@@ -21,26 +21,13 @@
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "pcqual.h"
 
 /* cJSON_ParseWithLengthOpts is 1.7.13's. */
 #if CJSON_VERSION_MAJOR < 1 || (CJSON_VERSION_MAJOR == 1 && \
 	(CJSON_VERSION_MINOR < 7 || (CJSON_VERSION_MINOR == 7 && CJSON_VERSION_PATCH < 13)))
 #error "pcqual needs cJSON 1.7.13 or later"
-#endif
-
-/* ---- differences between PostgreSQL versions ---- */
-#if PG_VERSION_NUM >= 160000
-static inline int
-decode_date_time(char **field, int *ftype, int nf, int *dtype,
-				 struct pg_tm *tm, fsec_t *fsec, int *tzp)
-{
-	DateTimeErrorExtra extra;
-
-	return DecodeDateTime(field, ftype, nf, dtype, tm, fsec, tzp, &extra);
-}
-#else
-#define decode_date_time DecodeDateTime
 #endif
 
 static void describe_invalid_json(size_t len, size_t error_offset, char **problem);
@@ -149,7 +136,7 @@ pcq_parse_iso8601(const char *text, TimestampTz *result)
 	local[zone] = '\0';
 	if (ParseDateTime(local, workbuf, sizeof(workbuf), field, ftype,
 					  MAXDATEFIELDS, &nf) != 0 ||
-		decode_date_time(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 ||
+		pcq_decode_date_time(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 ||
 		dtype != DTK_DATE)
 		return false;
 

@@ -88,6 +88,9 @@ int			pcq_max_retries = 3;
 int			pcq_max_retry_wait_ms = 60000;
 int			pcq_concurrency = 16;
 int			pcq_max_idle_connections = 64;
+bool		pcq_cluster_governor = true;
+int			pcq_max_cluster_concurrency = 64;
+int			pcq_max_shared_tokens = 16;
 
 bool
 pcq_is_set(const char *setting)
@@ -457,6 +460,27 @@ define_request_settings(void)
 							PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
+/* What the backends of the cluster share: shmem.c, governor.c. */
+static void
+define_cluster_settings(void)
+{
+	DefineCustomBoolVariable("pcqual.cluster_governor",
+							 "Makes every backend's requests to one partner share one in-flight limit and one Retry-After pause.",
+							 "Off, each call adapts to throttling on its own, as pcqual 1.2 did.",
+							 &pcq_cluster_governor, true, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("pcqual.max_cluster_concurrency",
+							"Most requests in flight to one partner from the whole cluster.",
+							"pcqual.concurrency still caps each call.",
+							&pcq_max_cluster_concurrency, 64, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pcqual.max_shared_tokens",
+							"Credentials whose access tokens the cluster keeps in shared memory.",
+							"Each also sizes two entries of the governor.",
+							&pcq_max_shared_tokens, 16, 1, 1000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+}
+
 void
 _PG_init(void)
 {
@@ -475,5 +499,7 @@ _PG_init(void)
 	define_endpoint_settings();
 	define_credential_settings();
 	define_request_settings();
+	define_cluster_settings();
 	MarkGUCPrefixReserved("pcqual");
+	pcq_shmem_install();
 }

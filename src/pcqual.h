@@ -4,11 +4,16 @@
  *	  Declarations shared between the pcqual source files.
  *
  * pcqual.c		module initialisation and settings
+ * shmem.c		shared memory: asked for at start, laid out by its owners
+ * governor.c	the cluster-wide in-flight limit and Retry-After pause
+ * token_cache.c	access tokens shared by the cluster, one per credential
+ * stats.c		pc_stat's counters, per endpoint
+ * activity.c	pc_stat_activity's rows: each backend's call in progress
  * credentials.c	secrets from private files; refresh-token write-back
  * assertion.c	signed client assertions (JWT) for certificate credentials
  * http.c		transport: libcurl's multi interface on one epoll set
  * retry.c		when a failed request is sent again
- * token.c		Azure AD access tokens, cached per backend
+ * token.c		Azure AD access tokens, one per credential
  * parse.c		response bodies: qualifications, customers, validation
  *				codes, error bodies, token answers
  * report.c		turning a failed request into an ERROR or WARNING
@@ -16,8 +21,9 @@
  * write.c		pc_create_qualification
  * discover.c	pc_customers and pc_validation_codes
  *
- * Layering, lowest first: settings; parse, retry, credentials, assertion;
- * http, report; token; the SQL functions.  Nothing calls upwards.
+ * Layering, lowest first: settings; shared memory (governor, token cache,
+ * stats, activity); parse, retry, credentials, assertion; http, report;
+ * token; the SQL functions.  Nothing calls upwards.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,7 +34,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 
-#define PCQUAL_VERSION "1.2"
+#define PCQUAL_VERSION "1.3"
 
 /* A GUID in its 36-character text form, plus the terminator. */
 #define PCQ_GUID_SIZE 37
@@ -59,6 +65,9 @@ extern int	pcq_max_retries;
 extern int	pcq_max_retry_wait_ms;
 extern int	pcq_concurrency;
 extern int	pcq_max_idle_connections;
+extern bool pcq_cluster_governor;
+extern int	pcq_max_cluster_concurrency;
+extern int	pcq_max_shared_tokens;
 
 extern bool pcq_is_set(const char *setting);
 extern bool pcq_is_guid(const char *text);
@@ -68,6 +77,18 @@ extern bool pcq_is_unreserved(unsigned char c);
 extern void pcq_append_percent_encoded(StringInfo buf, const char *value);
 
 /* ---- private files (credentials.c) ---- */
+
+/* Which file is at a path: compared field by field. */
+typedef struct PcqFileStamp
+{
+	bool		exists;
+	uint64		dev;
+	uint64		ino;
+	int64		size;
+	int64		mtime_sec;
+	int64		mtime_nsec;
+} PcqFileStamp;
+
 extern char *pcq_read_private_file(const char *path, const char *setting);
 extern void pcq_wipe_and_free(char **p);
 
@@ -76,7 +97,96 @@ extern PcqLockedFile *pcq_lock_private_file(const char *path, const char *settin
 extern char *pcq_locked_file_contents(PcqLockedFile *file);
 extern bool pcq_replace_locked_file(PcqLockedFile *file, const char *contents);
 extern void pcq_unlock_private_file(PcqLockedFile *file);
-extern bool pcq_file_changed_since(const char *path, int64 *stamp);
+extern void pcq_file_stamp(const char *path, PcqFileStamp *stamp);
+extern bool pcq_same_file_stamp(const PcqFileStamp *a, const PcqFileStamp *b);
+extern bool pcq_file_changed_since(const char *path, PcqFileStamp *stamp);
+
+/* ---- shared memory (shmem.c) ---- */
+struct LWLock;
+extern void pcq_shmem_install(void);
+extern void pcq_require_shared_memory(bool present);
+
+/* ---- the cluster-wide governor (governor.c) ---- */
+
+/* A backend's place at one partner's entry, for one batch; opaque. */
+typedef struct PcqGovernorSeat PcqGovernorSeat;
+
+/* One slot held: the partner's in-flight count with it, and since when. */
+typedef struct PcqSlot
+{
+	int			depth;
+	TimestampTz started;
+} PcqSlot;
+
+typedef enum PcqSlotOutcome
+{
+	PCQ_SLOT_UNUSED,			/* given back without a request sent */
+	PCQ_SLOT_ANSWERED,			/* the service answered, not with a 429 */
+	PCQ_SLOT_THROTTLED,			/* 429 */
+	PCQ_SLOT_FAILED				/* no answer */
+} PcqSlotOutcome;
+
+extern Size pcq_governor_shmem_size(void);
+extern void pcq_governor_shmem_init(struct LWLock *lock);
+extern PcqGovernorSeat *pcq_governor_join(bool token_endpoint);
+extern bool pcq_governor_acquire(PcqGovernorSeat *seat, PcqSlot *slot,
+								 TimestampTz *paused_until);
+extern void pcq_governor_release(PcqGovernorSeat *seat, const PcqSlot *slot,
+								 PcqSlotOutcome outcome, long pause_ms);
+extern void pcq_governor_leave(PcqGovernorSeat *seat);
+extern int	pcq_governor_window(PcqGovernorSeat *seat);
+
+/* ---- shared access tokens (token_cache.c) ---- */
+
+/* Longest access token shared (Azure AD's are 1 to 4 kB). */
+#define PCQ_MAX_TOKEN_SIZE 16384
+#define PCQ_CREDENTIAL_HASH_LEN 32
+#define PCQ_CREDENTIAL_FILES 4
+
+typedef struct PcqTokenKey
+{
+	uint8		hash[PCQ_CREDENTIAL_HASH_LEN];	/* SHA-256 of the settings */
+	PcqFileStamp files[PCQ_CREDENTIAL_FILES];	/* the credential files now */
+} PcqTokenKey;
+
+typedef enum PcqTokenLookup
+{
+	PCQ_TOKEN_HIT,				/* a usable token was copied */
+	PCQ_TOKEN_REFRESH,			/* this backend must ask Azure AD */
+	PCQ_TOKEN_FAILED			/* the request waited for failed */
+} PcqTokenLookup;
+
+typedef struct PcqTokenFailure
+{
+	int			sqlstate;
+	int			pid;
+	char		message[512];
+} PcqTokenFailure;
+
+extern Size pcq_token_cache_shmem_size(void);
+extern void pcq_token_cache_shmem_init(struct LWLock *lock);
+extern PcqTokenLookup pcq_token_cache_get(const PcqTokenKey *key, char *buf,
+										  uint64 *generation,
+										  PcqTokenFailure *failure);
+extern void pcq_token_cache_put(const PcqTokenKey *key, const char *token,
+								double expires_in, uint64 *generation);
+extern void pcq_token_cache_abandon(int sqlstate, const char *message);
+extern bool pcq_token_cache_invalidate(const uint8 *hash, uint64 generation);
+
+/* ---- progress of the call in progress (activity.c) ---- */
+extern Size pcq_activity_shmem_size(void);
+extern void pcq_activity_shmem_init(void);
+extern void pcq_activity_begin(const char *function, int64 customers_total);
+extern void pcq_activity_end(void);
+struct FunctionCallInfoBaseData;
+extern void pcq_activity_run(const char *function, int64 customers_total,
+							 void (*body) (struct FunctionCallInfoBaseData *fcinfo),
+							 struct FunctionCallInfoBaseData *fcinfo);
+extern void pcq_activity_customers(int64 done, int64 failed);
+extern void pcq_activity_in_flight(int in_flight, int window);
+extern void pcq_activity_retry(void);
+extern void pcq_activity_throttled(void);
+extern void pcq_activity_waiting(TimestampTz until);
 
 /* ---- client assertions (assertion.c) ---- */
 extern char *pcq_client_assertion(const char *audience);
@@ -142,8 +252,8 @@ typedef void (*PcqRequestDone) (PcqRequest *req, void *arg);
 
 extern void pcq_request_init(PcqRequest *req, char *url, PcqSubject subject,
 							 const char *subject_id);
-extern void pcq_http_run(PcqNextRequest next, PcqRequestDone done, void *arg,
-						 int max_in_flight);
+extern void pcq_http_run(PcqSubject subject, PcqNextRequest next,
+						 PcqRequestDone done, void *arg, int max_in_flight);
 extern void pcq_http_run_one(PcqRequest *req);
 extern int	pcq_http_disconnect(void);
 extern const char *pcq_correlation_id(void);
@@ -151,6 +261,7 @@ extern void pcq_new_guid(char *dest);
 
 /* ---- retries (retry.c) ---- */
 extern long pcq_retry_delay_ms(PcqRequest *req);
+extern long pcq_throttle_pause_ms(const PcqRequest *req);
 
 /* ---- tokens (token.c) ---- */
 typedef enum PcqAuthMode
@@ -164,7 +275,9 @@ typedef enum PcqAuthMode
 
 extern PcqAuthMode pcq_auth_mode(void);
 extern const char *pcq_access_token(bool *renewable);
+extern void pcq_release_access_token(const char *token);
 extern void pcq_forget_access_token(void);
+extern void pcq_drop_access_token(void);
 extern void pcq_http_run_authorized(PcqRequest *req);
 
 /* ---- results shared by the SQL functions (functions.c) ---- */
@@ -253,5 +366,24 @@ extern void pcq_report_bad_body(const PcqRequest *req, const char *problem,
 extern void pcq_report_token_refusal(const PcqRequest *req,
 									 const PcqTokenAnswer *answer,
 									 const char *error, const char *description);
+
+/* ---- cumulative statistics (stats.c) ---- */
+typedef enum PcqEndpoint
+{
+	PCQ_ENDPOINT_TOKEN,
+	PCQ_ENDPOINT_QUALIFICATIONS,
+	PCQ_ENDPOINT_CREATE,
+	PCQ_ENDPOINT_CUSTOMERS,
+	PCQ_ENDPOINT_VALIDATION_CODES,
+	PCQ_NUM_ENDPOINTS
+} PcqEndpoint;
+
+extern Size pcq_stats_shmem_size(void);
+extern void pcq_stats_shmem_init(void);
+extern PcqEndpoint pcq_request_endpoint(const PcqRequest *req);
+extern void pcq_stat_attempt(const PcqRequest *req, double latency_ms);
+extern void pcq_stat_retry(const PcqRequest *req, long delay_ms);
+extern void pcq_stat_token_hit(void);
+extern void pcq_stat_failure(const PcqRequest *req, const PcqFailure *failure);
 
 #endif							/* PCQUAL_H */

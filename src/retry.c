@@ -100,3 +100,18 @@ pcq_retry_delay_ms(PcqRequest *req)
 		return -1;
 	return delay;
 }
+
+/*
+ * How long a 429 asks every backend of the partner to wait: Retry-After,
+ * or a back-off when it says nothing, at most pcqual.max_retry_wait (a
+ * longer wait fails the request at once instead).
+ */
+long
+pcq_throttle_pause_ms(const PcqRequest *req)
+{
+	long		pause = retry_after_ms(req->retry_after);
+
+	if (pause < 0)
+		pause = backoff_ms(req->attempts);
+	return Min(pause, (long) pcq_max_retry_wait_ms);
+}

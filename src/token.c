@@ -1,26 +1,34 @@
 /*-------------------------------------------------------------------------
  *
  * token.c
- *	  Azure AD access tokens for Partner Center, one cached per backend.
+ *	  Azure AD access tokens for Partner Center, one per credential for the
+ *	  whole cluster.
  *
  * The mode is chosen by which credential files are set, first match wins:
  *	 pcqual.access_token_file		an externally managed token, sent as is,
- *									re-read when the file changes;
+ *									re-read when the file changes (each
+ *									session reads the file: nothing is asked
+ *									of Azure AD, so nothing is shared);
  *	 pcqual.refresh_token_file		App+User: grant_type=refresh_token, the
  *									rotated refresh token written back;
  *	 pcqual.client_certificate_file	App-only with a signed client assertion;
  *	 pcqual.client_secret_file		App-only with a client secret.
  *
- * A token is reused until five minutes before it expires, and only while
- * the settings it was obtained with are unchanged.  Secrets are read from
- * their files for one token request and wiped right after; they never
- * appear in a message, even when Azure AD's answer quotes them back.
+ * Tokens of the last three live in shared memory (token_cache.c), keyed by
+ * the settings that decide them: one backend asks Azure AD, every backend
+ * uses the answer until five minutes before it expires.  A call gets a
+ * copy in memory that is wiped when the call's memory goes, so no backend
+ * keeps a token between statements.  Secrets are read from their files for
+ * one token request and wiped right after; they never appear in a message,
+ * even when Azure AD's answer quotes them back.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "common/cryptohash.h"
 #include "lib/stringinfo.h"
+#include "utils/elog.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -28,10 +36,20 @@
 
 #define JWT_BEARER_ASSERTION "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-static char *cached_token = NULL;
-static TimestampTz cached_until = 0;
-static char *cached_for = NULL;	/* the settings it was obtained with */
-static int64 static_token_stamp = 0;	/* pcqual.access_token_file's */
+/* pcqual.access_token_file's token, as this backend last read it. */
+static char *static_token_value = NULL;
+static PcqFileStamp static_token_stamp;
+
+/* The shared token handed out last, for a 401 to invalidate. */
+static uint8 last_hash[PCQ_CREDENTIAL_HASH_LEN];
+static uint64 last_generation = 0;
+
+/* A call's copy of a shared token, wiped when its memory context goes. */
+typedef struct TokenCopy
+{
+	char		value[PCQ_MAX_TOKEN_SIZE];	/* first: the chunk's address */
+	MemoryContextCallback wipe;
+} TokenCopy;
 
 /* The secrets one token request sends, to wipe and to keep out of messages. */
 typedef struct SentSecrets
@@ -55,13 +73,24 @@ pcq_auth_mode(void)
 	return PCQ_AUTH_NONE;
 }
 
+static void
+forget_static_token(void)
+{
+	pcq_wipe_and_free(&static_token_value);
+	memset(&static_token_stamp, 0, sizeof(static_token_stamp));
+}
+
+/*
+ * The token sent last was refused (401): drop it, cluster-wide, unless
+ * another backend already replaced it.
+ */
 void
 pcq_forget_access_token(void)
 {
-	pcq_wipe_and_free(&cached_token);
-	pcq_wipe_and_free(&cached_for);
-	cached_until = 0;
-	static_token_stamp = 0;
+	forget_static_token();
+	if (last_generation != 0)
+		(void) pcq_token_cache_invalidate(last_hash, last_generation);
+	last_generation = 0;
 }
 
 /* Everything a token depends on but the files' contents, to compare. */
@@ -180,33 +209,17 @@ wipe_sent_secrets(SentSecrets *sent)
 	pcq_wipe_and_free(&sent->refresh_token);
 }
 
-static void
-cache_token(const PcqTokenAnswer *answer)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	char	   *fingerprint = settings_fingerprint();
-
-	cached_token = MemoryContextStrdup(TopMemoryContext, answer->access_token);
-	cached_for = MemoryContextStrdup(TopMemoryContext, fingerprint);
-	pcq_wipe_and_free(&fingerprint);
-	cached_until = now;
-	if (answer->expires_in > PCQ_TOKEN_EXPIRY_MARGIN_SECS)
-		cached_until = TimestampTzPlusMilliseconds(now,
-												   (int64) ((answer->expires_in - PCQ_TOKEN_EXPIRY_MARGIN_SECS) * 1000));
-}
-
 /*
- * Send one token request with the secrets in *sent and cache the token.
- * Returns the new refresh token Azure AD answered with, if it differs from
- * the one sent.
+ * Send one token request with the secrets in *sent; *answer gets the access
+ * token and its lifetime.  Returns the new refresh token Azure AD answered
+ * with, if it differs from the one sent.
  */
 static char *
-request_token(SentSecrets *sent)
+request_token(SentSecrets *sent, PcqTokenAnswer *answer)
 {
 	char	   *url = pcq_token_url();
 	PcqRequest	req;
-	PcqTokenAnswer answer;
-	char	   *rotated = NULL;
+	char	   *volatile rotated = NULL;
 
 	pcq_request_init(&req, url, PCQ_SUBJECT_TOKEN, NULL);
 	req.method = "POST";
@@ -223,22 +236,21 @@ request_token(SentSecrets *sent)
 		 * may well contain the old one); what may reach a message comes from
 		 * the body with every secret sent overwritten.
 		 */
-		pcq_parse_token_answer(req.body, req.body_len, &answer);
+		pcq_parse_token_answer(req.body, req.body_len, answer);
 		redact_answer(&req, sent);
-		if (req.status != 200 || answer.access_token == NULL)
+		if (req.status != 200 || answer->access_token == NULL)
 		{
 			char	   *error;
 			char	   *description;
 
 			pcq_parse_error_body(req.body, req.body_len, &error, &description);
-			pcq_report_token_refusal(&req, &answer, error, description);
+			pcq_report_token_refusal(&req, answer, error, description);
 		}
-		cache_token(&answer);
-		if (answer.refresh_token != NULL && sent->refresh_token != NULL &&
-			strcmp(answer.refresh_token, sent->refresh_token) == 0)
-			pcq_wipe_and_free(&answer.refresh_token);	/* not rotated */
-		rotated = answer.refresh_token;
-		pcq_wipe_and_free(&answer.access_token);
+		if (answer->refresh_token != NULL && sent->refresh_token != NULL &&
+			strcmp(answer->refresh_token, sent->refresh_token) == 0)
+			pcq_wipe_and_free(&answer->refresh_token);	/* not rotated */
+		rotated = answer->refresh_token;
+		answer->refresh_token = NULL;
 	}
 	PG_FINALLY();
 	{
@@ -257,17 +269,17 @@ request_token(SentSecrets *sent)
  * and write the rotated one back before the lock is released.
  */
 static void
-refresh_app_user_token(void)
+refresh_app_user_token(PcqTokenAnswer *answer)
 {
 	PcqLockedFile *file = pcq_lock_private_file(pcq_refresh_token_file,
 												"pcqual.refresh_token_file");
 	SentSecrets sent = {0};
-	char	   *rotated = NULL;
+	char	   *volatile rotated = NULL;
 
 	PG_TRY();
 	{
 		sent.refresh_token = pcq_locked_file_contents(file);
-		rotated = request_token(&sent);
+		rotated = request_token(&sent, answer);
 		if (rotated != NULL &&
 			!pcq_replace_locked_file(file, rotated))
 			ereport(WARNING,
@@ -278,8 +290,10 @@ refresh_app_user_token(void)
 	}
 	PG_FINALLY();
 	{
+		char	   *to_wipe = rotated;
+
 		pcq_unlock_private_file(file);
-		pcq_wipe_and_free(&rotated);
+		pcq_wipe_and_free(&to_wipe);
 		wipe_sent_secrets(&sent);
 	}
 	PG_END_TRY();
@@ -291,14 +305,14 @@ static_token(bool *renewable)
 {
 	bool		changed = pcq_file_changed_since(pcq_access_token_file,
 												 &static_token_stamp);
-	int64		stamp = static_token_stamp;
+	PcqFileStamp stamp = static_token_stamp;
 	char	   *token;
 
-	*renewable = cached_token != NULL;
-	if (cached_token != NULL && !changed)
-		return cached_token;
+	*renewable = static_token_value != NULL;
+	if (static_token_value != NULL && !changed)
+		return static_token_value;
 
-	pcq_forget_access_token();
+	forget_static_token();
 	static_token_stamp = stamp;	/* of the file about to be read */
 	token = pcq_read_private_file(pcq_access_token_file, "pcqual.access_token_file");
 	if (!pcq_is_header_token(token))
@@ -310,49 +324,194 @@ static_token(bool *renewable)
 						pcq_access_token_file),
 				 errdetail("It contains white space or a character outside visible ASCII.")));
 	}
-	cached_token = MemoryContextStrdup(TopMemoryContext, token);
+	static_token_value = MemoryContextStrdup(TopMemoryContext, token);
 	pcq_wipe_and_free(&token);
 	*renewable = false;
-	return cached_token;
+	return static_token_value;
 }
 
 /*
- * The access token to send.  *renewable tells the caller whether a 401 may
- * be cured by forgetting the token and asking again.
+ * The shared entry's key: a hash of the settings the token depends on, and
+ * the identity of the credential files now.
+ */
+static void
+credential_key(PcqTokenKey *key)
+{
+	char	   *fingerprint = settings_fingerprint();
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) fingerprint, strlen(fingerprint)) < 0 ||
+		pg_cryptohash_final(ctx, key->hash, sizeof(key->hash)) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute the key of pcqual's shared token")));
+	pg_cryptohash_free(ctx);
+	pcq_wipe_and_free(&fingerprint);
+
+	pcq_file_stamp(pcq_client_secret_file, &key->files[0]);
+	pcq_file_stamp(pcq_client_certificate_file, &key->files[1]);
+	pcq_file_stamp(pcq_client_key_file, &key->files[2]);
+	pcq_file_stamp(pcq_refresh_token_file, &key->files[3]);
+}
+
+static void
+wipe_token_copy(void *arg)
+{
+	explicit_bzero(((TokenCopy *) arg)->value, PCQ_MAX_TOKEN_SIZE);
+}
+
+/*
+ * A buffer for a call's copy of the token, in a context of its own below
+ * the current one: deleting either wipes it.
+ */
+static char *
+new_token_copy(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "pcqual access token",
+											  ALLOCSET_SMALL_SIZES);
+	TokenCopy  *copy = MemoryContextAllocZero(cxt, sizeof(TokenCopy));
+
+	copy->wipe.func = wipe_token_copy;
+	copy->wipe.arg = copy;
+	MemoryContextRegisterResetCallback(cxt, &copy->wipe);
+	return copy->value;
+}
+
+/* The call is done with a token pcq_access_token returned. */
+void
+pcq_release_access_token(const char *token)
+{
+	if (token != NULL)
+		MemoryContextDelete(GetMemoryChunkContext((void *) token));
+}
+
+/*
+ * Operator intervention (a cancel, a shutdown) ends the refresh of one
+ * session, not the token request itself: the next session asks again.
+ */
+static int
+failure_to_share(const ErrorData *edata)
+{
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION)
+		return 0;
+	return edata->sqlerrcode;
+}
+
+/*
+ * This backend is the credential's refresher: ask Azure AD, store the
+ * answer for everyone, copy it into buf.  On ERROR, those waiting for it
+ * are told.
+ */
+static void
+refresh_shared_token(PcqTokenKey *key, char *buf, uint64 *generation)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	PcqTokenAnswer answer = {0};
+
+	PG_TRY();
+	{
+		if (pcq_auth_mode() == PCQ_AUTH_APP_USER)
+			refresh_app_user_token(&answer);
+		else
+		{
+			SentSecrets sent = {0};
+			char	   *rotated = request_token(&sent, &answer);
+
+			pcq_wipe_and_free(&rotated);	/* none without a refresh token */
+		}
+		/* a rotated refresh token was written back: its file is new */
+		credential_key(key);
+		pcq_token_cache_put(key, answer.access_token, answer.expires_in, generation);
+		strlcpy(buf, answer.access_token, PCQ_MAX_TOKEN_SIZE);
+		pcq_wipe_and_free(&answer.access_token);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		pcq_wipe_and_free(&answer.access_token);
+		edata = CopyErrorData();
+		pcq_token_cache_abandon(failure_to_share(edata), edata->message);
+		FreeErrorData(edata);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/* The token request another session made for us failed: say so. */
+static void
+raise_shared_failure(const PcqTokenFailure *failure)
+{
+	ereport(ERROR,
+			(errcode(failure->sqlstate),
+			 errmsg_internal("%s", failure->message),
+			 errdetail("This session waited for the token request of the session with PID %d, which failed: pcqual asks Azure AD once for all sessions that need a credential's token.",
+					   failure->pid),
+			 errhint("The server log has that session's error in full.")));
+}
+
+/*
+ * The access token to send, copied for this call (pcq_release_access_token
+ * wipes it, as does the end of the current memory context).  *renewable
+ * tells the caller whether a 401 may be cured by forgetting the token and
+ * asking again.
  */
 const char *
 pcq_access_token(bool *renewable)
 {
 	PcqAuthMode mode = pcq_auth_mode();
-	char	   *fingerprint;
-	bool		usable;
+	PcqTokenKey key;
+	PcqTokenFailure failure;
+	uint64		generation = 0;
+	char	   *buf;
 
 	*renewable = false;
+	buf = new_token_copy();
 	if (mode == PCQ_AUTH_STATIC_TOKEN)
-		return static_token(renewable);
+	{
+		strlcpy(buf, static_token(renewable), PCQ_MAX_TOKEN_SIZE);
+		return buf;
+	}
 
 	require_credentials(mode);
-	fingerprint = settings_fingerprint();
-	usable = cached_token != NULL && cached_for != NULL &&
-		strcmp(cached_for, fingerprint) == 0 &&
-		GetCurrentTimestamp() < cached_until;
-	pcq_wipe_and_free(&fingerprint);
-
-	if (usable)
+	credential_key(&key);
+	switch (pcq_token_cache_get(&key, buf, &generation, &failure))
 	{
-		*renewable = true;
-		return cached_token;
+		case PCQ_TOKEN_HIT:
+			pcq_stat_token_hit();
+			break;
+		case PCQ_TOKEN_REFRESH:
+			refresh_shared_token(&key, buf, &generation);
+			break;
+		case PCQ_TOKEN_FAILED:
+			raise_shared_failure(&failure);
+			break;
 	}
-	pcq_forget_access_token();
-	if (mode == PCQ_AUTH_APP_USER)
-		refresh_app_user_token();
-	else
-	{
-		SentSecrets sent = {0};
+	memcpy(last_hash, key.hash, sizeof(last_hash));
+	last_generation = generation;
+	*renewable = true;
+	return buf;
+}
 
-		request_token(&sent);
-	}
-	return cached_token;
+/*
+ * pc_disconnect(): drop the token of the credential in effect, for every
+ * session; the next call asks Azure AD for a new one.
+ */
+void
+pcq_drop_access_token(void)
+{
+	PcqTokenKey key;
+
+	forget_static_token();
+	last_generation = 0;
+	if (pcq_auth_mode() == PCQ_AUTH_STATIC_TOKEN ||
+		!pcq_is_set(pcq_partner_tenant) || !pcq_is_set(pcq_client_id))
+		return;
+	credential_key(&key);
+	(void) pcq_token_cache_invalidate(key.hash, 0);
 }
 
 /*
@@ -373,7 +532,10 @@ pcq_http_run_authorized(PcqRequest *req)
 			pfree(req->body);
 		req->body = NULL;
 		pcq_forget_access_token();
+		pcq_release_access_token(req->bearer);
 		req->bearer = pcq_access_token(&renewable);
 		pcq_http_run_one(req);
 	}
+	pcq_release_access_token(req->bearer);
+	req->bearer = NULL;
 }

@@ -198,14 +198,8 @@ create_body(const CreateRequest *create)
 	return result;
 }
 
-/*
- * pc_create_qualification(tenant uuid, qualification text,
- *	   education_segment text, website text, validation_code text)
- *	   RETURNS TABLE (qualification text, vetting_status text,
- *	   vetting_reason text, vetting_created_date timestamptz)
- */
-Datum
-pc_create_qualification(PG_FUNCTION_ARGS)
+static void
+create_qualification(FunctionCallInfo fcinfo)
 {
 	CreateRequest create;
 	PcqRequest	req;
@@ -232,5 +226,18 @@ pc_create_qualification(PG_FUNCTION_ARGS)
 	if (problem != NULL)
 		pcq_report_bad_body(&req, problem, ERROR);
 	pcq_store_qualifications((ReturnSetInfo *) fcinfo->resultinfo, tenant, rows);
+	pcq_activity_customers(1, 0);
+}
+
+/*
+ * pc_create_qualification(tenant uuid, qualification text,
+ *	   education_segment text, website text, validation_code text)
+ *	   RETURNS TABLE (qualification text, vetting_status text,
+ *	   vetting_reason text, vetting_created_date timestamptz)
+ */
+Datum
+pc_create_qualification(PG_FUNCTION_ARGS)
+{
+	pcq_activity_run("pc_create_qualification", 1, create_qualification, fcinfo);
 	return (Datum) 0;
 }
