@@ -16,11 +16,8 @@
 -- sql/setup.sql).  Each customer below is a fault tenant of the emulator:
 -- 22222222-0000-0000-0000-000000000NNN answers status NNN, or a fault.
 -- Retries are shown in test/retries.sql; here each failure is final at
--- once unless said otherwise.  The reset revokes every token the emulator
--- issued: pc_disconnect() drops the one the cluster shares, so that the
--- first request is not a 401 sent again with a new token.
+-- once unless said otherwise.
 SELECT emulator_post('reset');
-SELECT pc_disconnect() >= 0 AS disconnected;
 SET pcqual.correlation_id = '7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745';
 SET pcqual.max_retries = 0;
 \pset format unaligned

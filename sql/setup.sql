@@ -62,6 +62,8 @@ $$;
 -- with curl at pcqual.base_url through COPY ... PROGRAM, which runs as the
 -- server's operating system user (superusers only):
 --   emulator_post('reset')             forget everything the suites did before
+--                                      (it revokes every token it issued: the
+--                                      cluster's shared one is dropped with it)
 --   emulator_post('customer?tenant=T', '{"qualifications": [...]}')
 --                                      make GET of customer T answer that
 --   emulator_get('stats'), emulator_get('requests?format=json&kind=api')
@@ -76,6 +78,9 @@ BEGIN
                           '''Content-Type: application/json''',
                           quote_literal(current_setting('pcqual.base_url')
                                         || '/_emulator/' || command)));
+    IF command = 'reset' THEN
+        PERFORM pc_disconnect();
+    END IF;
 END
 $$;
 
