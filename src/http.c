@@ -519,6 +519,27 @@ release_transfer(Batch *batch, PcqRequest *req)
 }
 
 /*
+ * The partner is paused longer than this session waits for a Retry-After
+ * (pcqual.max_retry_wait): fail now, as a request told to wait that long
+ * would, rather than sleep.
+ */
+static void
+refuse_long_pause(TimestampTz paused_until)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!TimestampDifferenceExceeds(now, paused_until, pcq_max_retry_wait_ms))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_IO_ERROR),
+			 errmsg("Partner Center is throttling this partner until %s",
+					timestamptz_to_str(paused_until)),
+			 errdetail("A 429 answer's Retry-After paused every session's requests to the partner; the pause lasts longer than pcqual.max_retry_wait (%d ms).",
+					   pcq_max_retry_wait_ms),
+			 errhint("Try again after the pause, or see pc_stat_governor; a superuser can end it with pc_governor_reset().")));
+}
+
+/*
  * A cluster slot for one more request, when the governor is on.  Refused,
  * the batch knows until when a pause lasts, if that is the reason.
  */
@@ -532,7 +553,10 @@ take_slot(Batch *batch, PcqSlot *slot)
 	if (pcq_governor_acquire(batch->seat, slot, &paused_until))
 		return true;
 	if (paused_until != 0)
+	{
+		refuse_long_pause(paused_until);
 		batch->paused_until = paused_until;
+	}
 	return false;
 }
 

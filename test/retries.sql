@@ -2,7 +2,7 @@
 -- MS-RequestId on every attempt, and waits that cancel and statement_timeout
 -- end at once.  The emulator's customers 33333333-... fail in set ways.
 \ir helpers.inc
-SELECT plan(21);
+SELECT plan(22);
 
 CREATE FUNCTION pg_temp.attempts(t text) RETURNS TABLE (status int, request_id text) LANGUAGE sql AS $$
     SELECT status, request_id FROM pg_temp.emulator_log() WHERE kind = 'api' AND tenant = t ORDER BY seq
@@ -59,6 +59,9 @@ SELECT results_eq(
 SELECT ok(pg_temp.elapsed('cap') < interval '0.5 s', 'and it fails fast');
 SELECT is((SELECT count(*) FROM pg_temp.attempts('33333333-0000-0000-0000-000000000004')), 1::bigint,
           'without waiting or retrying');
+-- That 429 still paused the partner for every session, for as long as this
+-- session would wait (max_retry_wait): forget it rather than wait.
+SELECT pc_governor_reset();
 
 -- Never retried: 400, 404, 409.  (The reset revokes the session's token;
 -- pc_disconnect() forgets it, so that the first call gets a new token
@@ -86,6 +89,12 @@ RESET statement_timeout;
 SELECT is((SELECT state FROM canceled), '57014', 'statement_timeout ends a 3600 s Retry-After wait');
 SELECT ok(pg_temp.elapsed('cancel') < interval '1 s', 'within a second');
 RESET pcqual.max_retry_wait;
+-- The partner is paused for an hour now: a call fails at once rather than
+-- wait longer than max_retry_wait, until a superuser ends the pause.
+SELECT is((SELECT message FROM pg_temp.error_of($$SELECT * FROM pc_qualifications('11111111-0000-0000-0000-000000000001')$$)) LIKE
+          'Partner Center is throttling this partner until %', true,
+          'a pause longer than max_retry_wait fails a call at once');
+SELECT pc_governor_reset();
 SELECT is((SELECT count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000001')), 1::bigint,
           'the session is usable after a canceled wait');
 
