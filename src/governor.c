@@ -18,8 +18,8 @@
  * The window is a congestion window.  While nothing is learned it grows by
  * one for every success that found it full (doubling each round trip: slow
  * start).  A 429 halves it once per round trip (later 429s of requests
- * that were sent before the cut say the same thing again) and teaches a
- * limit, one less than the in-flight count of the throttled request.  It
+ * that were sent before the cut do not cut again) and teaches a limit, one
+ * less than the lowest in-flight count that was throttled.  It
  * then grows by one per round trip of successes (1/window each) up to the
  * learned limit, which itself rises by one every PROBE_INTERVAL_MS without
  * a 429, in case the service allows more again.  What was learned stays
@@ -345,6 +345,7 @@ pcq_governor_acquire(PcqGovernorSeat *seat, PcqSlot *slot, TimestampTz *paused_u
 		e->in_flight++;
 		seat->held++;
 		slot->depth = e->in_flight;
+		slot->window = limit;
 		slot->started = now;
 		e->last_used = now;
 		set_waiting(e, seat, false);
@@ -372,14 +373,26 @@ learn_from_throttle(GovernorEntry *e, const PcqSlot *slot, long pause_ms,
 	if (until > e->not_before)
 		e->not_before = until;
 	if (slot->started < e->cut_at)
-		return;					/* sent before the last cut: nothing new */
+	{
+		/*
+		 * Sent before the last cut: the same congestion event.  It does not
+		 * cut again, but the lowest in-flight count refused is the limit
+		 * (slow start sends several past it before the first 429 is back).
+		 */
+		if (e->learned_limit > 0)
+			e->learned_limit = Max(Min(e->learned_limit, slot->depth - 1), 1);
+		return;
+	}
 	e->window = Max(Min(e->window, (double) slot->depth) / 2.0, 1.0);
 	e->learned_limit = Max(slot->depth - 1, 1);
 	e->cut_at = now;
 	e->limit_since = now;
 }
 
-/* A success: grow the window if it was what held the partner back. */
+/*
+ * A success: grow the window if it was what held the partner back, that is
+ * if the request filled it when it was sent.
+ */
 static void
 learn_from_success(GovernorEntry *e, const PcqSlot *slot, TimestampTz now)
 {
@@ -391,7 +404,7 @@ learn_from_success(GovernorEntry *e, const PcqSlot *slot, TimestampTz now)
 		e->learned_limit++;
 		e->limit_since = now;
 	}
-	if (slot->started < e->cut_at || slot->depth < (int) e->window)
+	if (slot->started < e->cut_at || slot->depth < slot->window)
 		return;
 	if (e->learned_limit == 0)
 		e->window += 1.0;

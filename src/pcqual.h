@@ -111,10 +111,14 @@ extern void pcq_require_shared_memory(bool present);
 /* A backend's place at one partner's entry, for one batch; opaque. */
 typedef struct PcqGovernorSeat PcqGovernorSeat;
 
-/* One slot held: the partner's in-flight count with it, and since when. */
+/*
+ * One slot held: the partner's in-flight count with it, the window it was
+ * taken under, and since when.
+ */
 typedef struct PcqSlot
 {
 	int			depth;
+	int			window;
 	TimestampTz started;
 } PcqSlot;
 

@@ -60,7 +60,8 @@ INVALID_CUSTOMER = {"code": 2001, "description": "Invalid customer id.", "data":
                     "source": "PartnerFD"}
 NOT_FOUND = {"code": 60003, "description": "Tenant not found.", "data": [],
              "source": "PartnerFD"}
-DEFAULT_CONFIG = {"latency_ms": 0, "throttle_inflight": 0, "throttle_retry_after": 1,
+DEFAULT_CONFIG = {"latency_ms": 0, "token_latency_ms": 0, "throttle_inflight": 0,
+                  "throttle_retry_after": 1,
                   "token_expires_in": 3600, "refresh_rotation_strict": False,
                   "token_fault": "", "validations_shape": "array",
                   "customers_page_latency_ms": 0, "sync_epoch": 0, "change_percent": 0,
@@ -266,7 +267,8 @@ class EmulatorTest(unittest.TestCase):
                     "config?refresh_rotation_strict=maybe", "config?token_fault=boom",
                     "config?validations_shape=off", "config?change_percent=101",
                     "config?fail_percent=-1", "config?sync_epoch=1.5",
-                    "config?customers_page_latency_ms=nan", "config?customer_count=100001"):
+                    "config?customers_page_latency_ms=nan", "config?customer_count=100001",
+                    "config?token_latency_ms=-1", "config?token_latency_ms=x"):
             status, _, _ = self.req("POST", "/_emulator/" + bad)
             self.assertEqual(status, 400, bad)
         self.control("POST", "reset")
@@ -888,6 +890,42 @@ class EmulatorTest(unittest.TestCase):
         self.stats()
         self.control("GET", "health")
         self.assertLess(time.monotonic() - t, 0.2)
+
+    def test_token_latency(self):
+        # latency_ms leaves the token endpoint alone; token_latency_ms delays
+        # every one of its answers (success, failure, redirect) and nothing else
+        self.config(latency_ms=0)
+        t = time.monotonic()
+        self.new_token()
+        self.assertLess(time.monotonic() - t, 0.2)
+        self.assertEqual(self.config(token_latency_ms=250)["token_latency_ms"], 250)
+        for form, tenant, status in ((APP_FORM, "partner-tenant", 200),
+                                     (USER_FORM, "partner-tenant", 200),
+                                     (dict(APP_FORM, client_secret="wrong"), "partner-tenant", 401),
+                                     (APP_FORM, "redirect.onmicrosoft.com", 307)):
+            t = time.monotonic()
+            self.assertEqual(self.post_token(form, tenant)[0], status)
+            self.assertGreaterEqual(time.monotonic() - t, 0.24, (form, tenant))
+        t = time.monotonic()
+        self.assertEqual(self.get_q(GENERIC)[0], 200)
+        self.stats()
+        self.assertLess(time.monotonic() - t, 0.2)
+        # concurrent token requests are delayed together, not one after another
+        results = [None] * 4
+
+        def work(i):
+            results[i] = self.post_token(APP_FORM)[0]
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        t = time.monotonic()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        self.assertEqual(results, [200] * 4)
+        self.assertLess(time.monotonic() - t, 0.9)
+        self.control("POST", "reset")
+        self.assertEqual(json.loads(self.control("GET", "config"))["token_latency_ms"], 0)
 
     def run_concurrently(self, n, tenant=GENERIC):
         conns = [self.conn() for _ in range(n)]

@@ -43,7 +43,8 @@ is always accepted (App-only).
 
 Token endpoint (Azure AD v1):  POST /{partner_tenant}/oauth2/token
   form-encoded.  Answers carry Cache-Control: no-store, no-cache.  No error
-  body ever echoes a secret, an assertion or a refresh token.
+  body ever echoes a secret, an assertion or a refresh token.  Config
+  token_latency_ms (default 0) delays every answer of this endpoint.
   - partner tenant "redirect.onmicrosoft.com" (any case): 307 with
     Location: http://HOST:P+5/stolen-token, whatever the request.
   - grant_type=client_credentials with client_id + client_secret: an
@@ -231,7 +232,8 @@ Control API (never delayed, never auth-checked, never recorded):
                                 back to CLI defaults; revoke all access tokens
   POST /_emulator/revoke     -> every access token issued so far is rejected
   GET|POST /_emulator/config?key=value&...  (or a JSON/form body); keys:
-         latency_ms (>= 0, every API request), throttle_inflight (429 above
+         latency_ms (>= 0, every API request), token_latency_ms (>= 0,
+         every token-endpoint answer), throttle_inflight (429 above
          K requests in flight; 0 or "off" disables), throttle_retry_after,
          token_expires_in, refresh_rotation_strict (on/off),
          token_fault (off|crlf|no_token|non_json),
@@ -906,6 +908,7 @@ def _choice(values):
 
 CONFIG_KEYS = {
     "latency_ms": _number,
+    "token_latency_ms": _number,
     "throttle_inflight": _inflight,
     "throttle_retry_after": _count,
     "token_expires_in": _count,
@@ -921,8 +924,9 @@ CONFIG_KEYS = {
 
 
 def default_config(latency_ms=0):
-    return {"latency_ms": latency_ms, "throttle_inflight": 0, "throttle_retry_after": 1,
-            "token_expires_in": 3600, "refresh_rotation_strict": False, "token_fault": "",
+    return {"latency_ms": latency_ms, "token_latency_ms": 0, "throttle_inflight": 0,
+            "throttle_retry_after": 1, "token_expires_in": 3600,
+            "refresh_rotation_strict": False, "token_fault": "",
             "validations_shape": "array", "customers_page_latency_ms": 0,
             "sync_epoch": 0, "change_percent": 0, "fail_percent": 0,
             "customer_count": DEFAULT_CUSTOMERS}
@@ -1345,6 +1349,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- token endpoint ------------------------------------------------------
     def token(self, partner_tenant, path, body):
         st = self.state
+        latency = st.config["token_latency_ms"]
+        if latency > 0:
+            time.sleep(latency / 1000.0)
         if partner_tenant.lower() == REDIRECT_PARTNER:
             return self.answer("token", partner_tenant, None, 307, b"",
                                extra=(("Location", st.redirect_url("/stolen-token")),
