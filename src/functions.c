@@ -127,6 +127,8 @@ next_tenant_request(void *arg)
 		strlcpy(tr->req.request_id, state->retry[state->next].request_id,
 				sizeof(tr->req.request_id));
 		tr->req.attempts = state->retry[state->next].attempts;
+		pcq_stat_retry(&tr->req, 0);
+		pcq_activity_retry();
 	}
 	tr->req.bearer = state->bearer;
 	MemoryContextSwitchTo(oldcxt);

@@ -534,6 +534,8 @@ pcq_http_run_authorized(PcqRequest *req)
 		pcq_forget_access_token();
 		pcq_release_access_token(req->bearer);
 		req->bearer = pcq_access_token(&renewable);
+		pcq_stat_retry(req, 0);
+		pcq_activity_retry();
 		pcq_http_run_one(req);
 	}
 	pcq_release_access_token(req->bearer);
