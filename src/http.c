@@ -531,7 +531,7 @@ refuse_long_pause(TimestampTz paused_until)
 	if (!TimestampDifferenceExceeds(now, paused_until, pcq_max_retry_wait_ms))
 		return;
 	ereport(ERROR,
-			(errcode(ERRCODE_IO_ERROR),
+			(errcode(ERRCODE_SYSTEM_ERROR),
 			 errmsg("Partner Center is throttling this partner until %s",
 					timestamptz_to_str(paused_until)),
 			 errdetail("A 429 answer's Retry-After paused every session's requests to the partner; the pause lasts longer than pcqual.max_retry_wait (%d ms).",
