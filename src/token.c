@@ -482,8 +482,11 @@ pcq_access_token(bool *renewable)
 	{
 		case PCQ_TOKEN_HIT:
 			pcq_stat_token_hit();
+			/* it may have been revoked since: a 401 may be cured */
+			*renewable = true;
 			break;
 		case PCQ_TOKEN_REFRESH:
+			/* Azure AD just issued it: a 401 is not the token's age */
 			refresh_shared_token(&key, buf, &generation);
 			break;
 		case PCQ_TOKEN_FAILED:
@@ -492,7 +495,6 @@ pcq_access_token(bool *renewable)
 	}
 	memcpy(last_hash, key.hash, sizeof(last_hash));
 	last_generation = generation;
-	*renewable = true;
 	return buf;
 }
 

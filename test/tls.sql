@@ -6,7 +6,7 @@
 -- (wrong name), P+3 (expired), P+4 (self-signed), and records whatever
 -- reaches its redirect target on P+5 (P: the plain HTTP port).
 \ir helpers.inc
-SELECT plan(27);
+SELECT plan(28);
 
 SELECT split_part(current_setting('pcqual.base_url'), ':', 3)::int AS port \gset
 SELECT format('https://127.0.0.1:%s', :port + 1) AS good,
@@ -36,9 +36,11 @@ SELECT is((SELECT count(*) FROM pg_temp.call_at(:'good') WHERE state IS NULL), 1
           'and again, on the cached connection and token');
 
 -- Without pcqual.ca_file the system's CAs are used: they do not know the
--- test CA.
-SELECT pc_disconnect();
+-- test CA.  pc_disconnect() drops the shared token of the credential in
+-- effect: here that of the TLS authority, so that a token request is made.
 SELECT pg_temp.emulator('reset');
+SELECT is((SELECT state FROM pg_temp.error_under(ARRAY['pcqual.authority', :'good'], 'SELECT pc_disconnect()')), NULL,
+          'pc_disconnect() under the TLS authority drops that authority''s token');
 CREATE TEMP TABLE system_cas AS SELECT * FROM pg_temp.call_at(:'good', ARRAY['pcqual.ca_file', '']);
 SELECT results_eq($$SELECT state, message FROM system_cas$$,
     $$VALUES ('58000', 'could not verify the TLS certificate of 127.0.0.1 for a token request')$$,
