@@ -67,20 +67,7 @@ bench_inner_begin
 bench_start_emulator "$work" || exit 1
 base=$emu_base
 
-# $work/ctl reset QUERY   -- reset (revokes tokens, zeroes stats), then config
-# $work/ctl stats NAME    -- save /_emulator/stats as $work/stats.NAME
-# $work/ctl log NAME      -- save the API request log (JSON) as $work/log.NAME
-cat >"$work/ctl" <<EOF
-#!/bin/sh
-case "\$1" in
-reset) curl -sf --max-time 10 -X POST "$base/_emulator/reset" >/dev/null &&
-       curl -sf --max-time 10 -X POST "$base/_emulator/config?\$2" >/dev/null ;;
-stats) curl -sf --max-time 10 "$base/_emulator/stats" >"$work/stats.\$2" ;;
-log)   curl -sf --max-time 10 "$base/_emulator/requests?format=json&kind=api" >"$work/log.\$2" ;;
-*) exit 2 ;;
-esac
-EOF
-chmod +x "$work/ctl"
+bench_write_ctl "$work"
 
 stat_of() {  # $1 = stats name, $2 = counter
 	"$python" -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], "n/a"))' \

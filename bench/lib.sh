@@ -157,6 +157,26 @@ bench_start_emulator() {
 	return 1
 }
 
+# bench_write_ctl DIR: DIR/ctl, the emulator's control for a benchmark's
+# own shell and for scripts it runs:
+#   DIR/ctl reset QUERY   reset (revokes tokens, zeroes stats), then config
+#   DIR/ctl stats NAME    save /_emulator/stats as DIR/stats.NAME
+#   DIR/ctl log NAME      save the API request log (JSON) as DIR/log.NAME
+bench_write_ctl() {
+	local dir=$1
+	cat >"$dir/ctl" <<EOF
+#!/bin/sh
+case "\$1" in
+reset) curl -sf --max-time 10 -X POST "$emu_base/_emulator/reset" >/dev/null &&
+       curl -sf --max-time 10 -X POST "$emu_base/_emulator/config?\$2" >/dev/null ;;
+stats) curl -sf --max-time 10 "$emu_base/_emulator/stats" >"$dir/stats.\$2" ;;
+log)   curl -sf --max-time 20 "$emu_base/_emulator/requests?format=json&kind=api" >"$dir/log.\$2" ;;
+*) exit 2 ;;
+esac
+EOF
+	chmod +x "$dir/ctl"
+}
+
 bench_stop_emulator() {
 	if [ -n "$emu_pid" ] && kill -0 "$emu_pid" 2>/dev/null; then
 		kill -TERM "$emu_pid" 2>/dev/null

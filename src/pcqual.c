@@ -485,6 +485,15 @@ void
 _PG_init(void)
 {
 	/*
+	 * pg_upgrade loads every library the old cluster's functions name, in
+	 * a server started for it alone (binary-upgrade mode), to check that it
+	 * exists: nothing of pcqual runs there, and the new cluster need not
+	 * preload it yet.  pg_cron does the same.
+	 */
+	if (IsBinaryUpgrade)
+		return;
+
+	/*
 	 * Loaded any other way, a session could already hold pcqual.* values as
 	 * placeholders that every role can read and set.  Refuse before
 	 * defining anything, as pg_cron does.

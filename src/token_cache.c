@@ -309,7 +309,8 @@ pcq_token_cache_put(const PcqTokenKey *key, const char *token,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("the access token Azure AD issued is too long to share: %zu bytes, at most %d",
 						len, PCQ_MAX_TOKEN_SIZE - 1)));
-	Assert(entry >= 0);
+	if (entry < 0)
+		elog(ERROR, "pcqual stores a shared token without having claimed its entry");
 	LWLockAcquire(cache->lock, LW_EXCLUSIVE);
 	e = &cache->entries[entry];
 	wipe_token(e);

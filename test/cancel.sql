@@ -3,19 +3,7 @@
 -- (57014), and the session stays usable.  The emulator's customer
 -- 22222222-...0611 takes 10 s to answer.
 \ir helpers.inc
-\set pghost ''
-\set pgport ''
-\set pguser ''
-\set pgpassword ''
-\getenv pghost PGHOST
-\getenv pgport PGPORT
-\getenv pguser PGUSER
-\getenv pgpassword PGPASSWORD
-SELECT format('dbname=%s', current_database())
-    || coalesce(' host=' || nullif(:'pghost', ''), '')
-    || coalesce(' port=' || nullif(:'pgport', ''), '')
-    || coalesce(' user=' || nullif(:'pguser', ''), '')
-    || coalesce(' password=' || nullif(:'pgpassword', ''), '') AS connstr \gset
+SELECT pg_temp.self_connstr() AS connstr \gset
 \set QUIET 1
 SELECT plan(9);
 

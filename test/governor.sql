@@ -3,19 +3,7 @@
 -- fairness) and the views pc_stat, pc_stat_activity and pc_stat_governor,
 -- exercised from several sessions (dblink) against the emulator.
 \ir helpers.inc
-\set pghost ''
-\set pgport ''
-\set pguser ''
-\set pgpassword ''
-\getenv pghost PGHOST
-\getenv pgport PGPORT
-\getenv pguser PGUSER
-\getenv pgpassword PGPASSWORD
-SELECT format('dbname=%s application_name=pcqual_tap_governor', current_database())
-    || coalesce(' host=' || nullif(:'pghost', ''), '')
-    || coalesce(' port=' || nullif(:'pgport', ''), '')
-    || coalesce(' user=' || nullif(:'pguser', ''), '')
-    || coalesce(' password=' || nullif(:'pgpassword', ''), '') AS connstr \gset
+SELECT pg_temp.self_connstr() AS connstr \gset
 \set QUIET 1
 SELECT plan(81);
 
