@@ -19,7 +19,7 @@ OBJS = \
 	src/write.o \
 	src/discover.o
 
-DATA = pcqual--1.0.sql pcqual--1.0--1.1.sql pcqual--1.1--1.2.sql pcqual--1.2--1.3.sql
+DATA = pcqual--1.3.sql pcqual--1.0.sql pcqual--1.0--1.1.sql pcqual--1.1--1.2.sql pcqual--1.2--1.3.sql
 PGFILEDESC = "pcqual - Partner Center customer qualifications"
 
 PG_CPPFLAGS = -I$(srcdir)/src

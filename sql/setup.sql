@@ -74,7 +74,7 @@ BEGIN
     EXECUTE format('COPY (SELECT %L) TO PROGRAM %L'
                    ' WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')',
                    body::jsonb::text,
-                   format('curl -sf -o /dev/null -X POST -H %s --data-binary @- %s',
+                   format('curl -sf --noproxy ''*'' -o /dev/null -X POST -H %s --data-binary @- %s',
                           '''Content-Type: application/json''',
                           quote_literal(current_setting('pcqual.base_url')
                                         || '/_emulator/' || command)));
@@ -95,7 +95,7 @@ BEGIN
     TRUNCATE emulator_output;
     EXECUTE format('COPY emulator_output FROM PROGRAM %L'
                    ' WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')',
-                   format('curl -sf %s',
+                   format('curl -sf --noproxy ''*'' %s',
                           quote_literal(current_setting('pcqual.base_url')
                                         || '/_emulator/' || what)));
     SELECT string_agg(line, E'\n') INTO answer FROM emulator_output;

@@ -1,61 +1,193 @@
 -- Extension versions: 1.0 (one customer per call), 1.1 (bulk), 1.2
--- (sessions, per-customer outcomes, writes, discovery, scheduled sync).  An
--- installation updated with ALTER EXTENSION ... UPDATE ends up with exactly
--- what a new installation of 1.2 has.
+-- (sessions, per-customer outcomes, writes, discovery, scheduled sync), 1.3
+-- (statistics, progress, the cluster-wide governor).  pcqual ships two ways
+-- to reach 1.3: pcqual--1.3.sql, which CREATE EXTENSION pcqual runs, and
+-- pcqual--1.0.sql with the updates 1.0--1.1, 1.1--1.2 and 1.2--1.3, which
+-- ALTER EXTENSION pcqual UPDATE runs on an older installation.  Both must
+-- end with exactly the same objects.
 
--- What a new 1.2 installation has: its functions, tables and sequences
--- (the tables' row types are left out: PostgreSQL 17 lists them as members
--- too), each function's properties, comments and PUBLIC's EXECUTE
--- privilege.
-CREATE FUNCTION pcqual_objects()
-RETURNS TABLE (object text, properties text, documented boolean, public_may_execute boolean)
+-- Everything an installation of pcqual consists of, one row per object and
+-- aspect: every member of the extension (pg_depend, deptype 'e') by name;
+-- for a function its definition, volatility, parallel safety, strictness,
+-- SECURITY DEFINER, settings, privileges and comment; for a table or view
+-- its columns (type, NOT NULL, default, identity, collation, privileges,
+-- comment), constraints, indexes, triggers, rules, policies, view
+-- definition, options, privileges and comment; for a sequence its
+-- parameters and owner column; for a type its kind, labels or base;
+-- privileges as the extension set them (pg_init_privs, what pg_dump keeps);
+-- and the tables pg_dump dumps with their data.  Objects are named, never
+-- numbered, so two installations compare whatever their OIDs.
+CREATE FUNCTION pcqual_catalogue()
+RETURNS TABLE (object text, aspect text, value text)
 LANGUAGE sql AS $$
-    SELECT pg_describe_object(d.classid, d.objid, 0),
-           CASE WHEN d.classid = 'pg_proc'::regclass THEN
-               (SELECT format('%s, %s, %s%s%s, returns %s',
-                              CASE p.provolatile WHEN 'v' THEN 'volatile'
-                                                 WHEN 's' THEN 'stable' ELSE 'immutable' END,
-                              CASE p.proparallel WHEN 'u' THEN 'parallel unsafe'
-                                                 WHEN 'r' THEN 'parallel restricted'
-                                                 ELSE 'parallel safe' END,
-                              CASE WHEN p.proisstrict THEN 'strict' ELSE 'called on null input' END,
-                              CASE WHEN p.prosecdef THEN ' security definer' ELSE '' END,
-                              coalesce(' ' || array_to_string(p.proconfig, ','), ''),
-                              pg_get_function_result(p.oid))
-                FROM pg_proc p WHERE p.oid = d.objid)
-           END,
-           CASE WHEN d.classid IN ('pg_proc'::regclass, 'pg_class'::regclass) THEN
-               obj_description(d.objid, d.classid::regclass::name) IS NOT NULL
-           END,
-           CASE WHEN d.classid = 'pg_proc'::regclass THEN
-               has_function_privilege('public', d.objid, 'EXECUTE')
-           END
-    FROM pg_depend d
-    WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-      AND d.classid IN ('pg_proc'::regclass, 'pg_class'::regclass)
-      AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pcqual')
+WITH ext AS (
+    SELECT * FROM pg_extension WHERE extname = 'pcqual'
+), member AS (
+    SELECT d.classid, d.objid, pg_describe_object(d.classid, d.objid, 0) AS object
+    FROM pg_depend d, ext
+    WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid
+      AND d.deptype = 'e'
+), rel AS (
+    SELECT m.object, c.*
+    FROM member m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+), aspect AS (
+    SELECT object, 'member' AS aspect, NULL AS value FROM member
+    UNION ALL
+    SELECT 'extension pcqual', a.aspect, a.value
+    FROM ext,
+    LATERAL (VALUES ('version', ext.extversion),
+                    ('schema', ext.extnamespace::regnamespace::text),
+                    ('relocatable', ext.extrelocatable::text)) AS a(aspect, value)
+    UNION ALL
+    SELECT 'extension pcqual', 'dumped with data: ' || t.rel::regclass::text, t.condition
+    FROM ext, unnest(ext.extconfig, ext.extcondition) AS t(rel, condition)
+    UNION ALL
+    SELECT m.object, a.aspect, a.value
+    FROM member m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid,
+    LATERAL (VALUES ('definition', pg_get_functiondef(p.oid)),
+                    ('volatility', p.provolatile::text),
+                    ('parallel', p.proparallel::text),
+                    ('strict', p.proisstrict::text),
+                    ('security definer', p.prosecdef::text),
+                    ('settings', p.proconfig::text),
+                    ('privileges', p.proacl::text),
+                    ('comment', obj_description(p.oid, 'pg_proc'))) AS a(aspect, value)
+    UNION ALL
+    SELECT r.object, a.aspect, a.value
+    FROM rel r,
+    LATERAL (VALUES ('kind', r.relkind::text),
+                    ('persistence', r.relpersistence::text),
+                    ('options', r.reloptions::text),
+                    ('row security', format('%s, forced %s', r.relrowsecurity, r.relforcerowsecurity)),
+                    ('view definition', CASE WHEN r.relkind IN ('v', 'm') THEN pg_get_viewdef(r.oid) END),
+                    ('privileges', r.relacl::text),
+                    ('comment', obj_description(r.oid, 'pg_class'))) AS a(aspect, value)
+    UNION ALL
+    -- Columns by position among the visible ones, as \d shows them.
+    SELECT r.object,
+           'column: ' || row_number() OVER (PARTITION BY r.oid ORDER BY att.attnum),
+           concat_ws(' ', quote_ident(att.attname), format_type(att.atttypid, att.atttypmod),
+                     CASE WHEN att.attnotnull THEN 'not null' END,
+                     'default ' || pg_get_expr(ad.adbin, ad.adrelid),
+                     CASE att.attidentity WHEN 'a' THEN 'generated always as identity'
+                                          WHEN 'd' THEN 'generated by default as identity' END,
+                     CASE WHEN att.attgenerated = 's' THEN 'stored' END,
+                     'collate ' || (SELECT quote_ident(collname) FROM pg_collation
+                                    WHERE oid = att.attcollation AND oid <> t.typcollation),
+                     'privileges ' || att.attacl::text,
+                     'comment ' || quote_literal(col_description(r.oid, att.attnum)))
+    FROM rel r
+    JOIN pg_attribute att ON att.attrelid = r.oid AND att.attnum > 0 AND NOT att.attisdropped
+    JOIN pg_type t ON t.oid = att.atttypid
+    LEFT JOIN pg_attrdef ad ON ad.adrelid = r.oid AND ad.adnum = att.attnum
+    UNION ALL
+    SELECT r.object, 'constraint: ' || con.conname,
+           concat_ws(' ', pg_get_constraintdef(con.oid),
+                     'comment ' || quote_literal(obj_description(con.oid, 'pg_constraint')))
+    FROM rel r JOIN pg_constraint con ON con.conrelid = r.oid
+    UNION ALL
+    SELECT r.object, 'index: ' || i.indexrelid::regclass::text,
+           concat_ws(' ', pg_get_indexdef(i.indexrelid),
+                     'comment ' || quote_literal(obj_description(i.indexrelid, 'pg_class')))
+    FROM rel r JOIN pg_index i ON i.indrelid = r.oid
+    UNION ALL
+    SELECT r.object, 'trigger: ' || tg.tgname, pg_get_triggerdef(tg.oid)
+    FROM rel r JOIN pg_trigger tg ON tg.tgrelid = r.oid AND NOT tg.tgisinternal
+    UNION ALL
+    SELECT r.object, 'rule: ' || ru.rulename, pg_get_ruledef(ru.oid)
+    FROM rel r JOIN pg_rewrite ru ON ru.ev_class = r.oid AND ru.rulename <> '_RETURN'
+    UNION ALL
+    SELECT r.object, 'policy: ' || pol.polname,
+           format('%s %s to %s using %s check %s', pol.polpermissive, pol.polcmd,
+                  pol.polroles::regrole[]::text, pg_get_expr(pol.polqual, pol.polrelid),
+                  pg_get_expr(pol.polwithcheck, pol.polrelid))
+    FROM rel r JOIN pg_policy pol ON pol.polrelid = r.oid
+    UNION ALL
+    SELECT r.object, 'sequence',
+           format('%s start %s increment %s minimum %s maximum %s cache %s%s',
+                  format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin,
+                  s.seqmax, s.seqcache, CASE WHEN s.seqcycle THEN ' cycle' END)
+    FROM rel r JOIN pg_sequence s ON s.seqrelid = r.oid
+    UNION ALL
+    SELECT r.object, 'owned by', pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
+    FROM rel r JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = r.oid
+    WHERE r.relkind = 'S' AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
+    UNION ALL
+    SELECT m.object, a.aspect, a.value
+    FROM member m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid,
+    LATERAL (VALUES ('type', format('kind %s, %s', t.typtype, format_type(t.oid, NULL))),
+                    ('base type', format_type(t.typbasetype, t.typtypmod)),
+                    ('default', t.typdefault),
+                    ('not null', t.typnotnull::text),
+                    ('labels', (SELECT string_agg(quote_literal(enumlabel), ', ' ORDER BY enumsortorder)
+                                FROM pg_enum WHERE enumtypid = t.oid)),
+                    ('privileges', t.typacl::text),
+                    ('comment', obj_description(t.oid, 'pg_type'))) AS a(aspect, value)
+    UNION ALL
+    SELECT m.object, 'constraint: ' || con.conname, pg_get_constraintdef(con.oid)
+    FROM member m JOIN pg_constraint con ON m.classid = 'pg_type'::regclass AND con.contypid = m.objid
+    UNION ALL
+    SELECT m.object, 'initial privileges: ' || pg_describe_object(ip.classoid, ip.objoid, ip.objsubid),
+           ip.initprivs::text
+    FROM member m JOIN pg_init_privs ip ON ip.classoid = m.classid AND ip.objoid = m.objid
+    WHERE ip.privtype = 'e'
+)
+-- A function's body may name the session's temporary schema, pg_temp_N.
+SELECT object, aspect, regexp_replace(value, 'pg_temp_[0-9]+', 'pg_temp', 'g')
+FROM aspect
 $$;
-SELECT extversion FROM pg_extension WHERE extname = 'pcqual';
-CREATE TEMP TABLE new_install AS SELECT * FROM pcqual_objects();
-SELECT * FROM new_install ORDER BY object COLLATE "C";
 
--- 1.0 ...
+-- What an installation has, for reading: the extension, its functions,
+-- tables, views and sequences (the tables' row types are left out of this
+-- list, not out of the comparison: PostgreSQL 17 lists them as members
+-- too), and which of the aspects above each has, leaving out those every
+-- object has (kind, volatility, ...) and those that are false: "comment"
+-- means documented, "privileges" that they are not PostgreSQL's defaults.
+CREATE FUNCTION pcqual_summary()
+RETURNS TABLE (object text, aspects text)
+LANGUAGE sql AS $$
+    SELECT object, string_agg(DISTINCT split_part(aspect, ':', 1), ', ')
+    FROM pcqual_catalogue()
+    WHERE (object LIKE 'function %' OR object LIKE 'table %' OR object LIKE 'view %'
+           OR object LIKE 'sequence %' OR object LIKE 'extension %')
+      AND aspect NOT IN ('member', 'kind', 'persistence', 'row security', 'volatility',
+                         'parallel', 'version', 'schema')
+      AND value <> 'false'
+    GROUP BY object
+    ORDER BY object COLLATE "C"
+$$;
+
+-- A new installation: CREATE EXTENSION runs pcqual--1.3.sql.
+DROP EXTENSION pcqual;
+CREATE EXTENSION pcqual;
+SELECT extversion FROM pg_extension WHERE extname = 'pcqual';
+CREATE TEMP TABLE new_install AS SELECT * FROM pcqual_catalogue();
+SELECT * FROM pcqual_summary();
+
+-- An installation of 1.0 ...
 DROP EXTENSION pcqual;
 CREATE EXTENSION pcqual VERSION '1.0';
-SELECT object, documented, public_may_execute FROM pcqual_objects() ORDER BY object COLLATE "C";
--- ... to 1.1 ...
+SELECT object FROM pcqual_summary();
+-- ... updated to 1.1 ...
 ALTER EXTENSION pcqual UPDATE TO '1.1';
-SELECT object, documented, public_may_execute FROM pcqual_objects() ORDER BY object COLLATE "C";
--- ... to 1.2 (the default version).
+SELECT object FROM pcqual_summary();
+-- ... and to the default version.
 ALTER EXTENSION pcqual UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'pcqual';
--- Nothing missing, nothing extra, nothing different.
-(SELECT 'only updated' AS difference, * FROM pcqual_objects()
+CREATE TEMP TABLE updated_install AS SELECT * FROM pcqual_catalogue();
+
+-- Nothing missing, nothing extra, nothing different.  (Both captures hold
+-- what the summary above shows, so this cannot pass by comparing nothing.)
+SELECT count(*) > 100 AS compared_enough,
+       (SELECT count(*) FROM new_install) = (SELECT count(*) FROM updated_install) AS as_many
+FROM new_install;
+(SELECT 'only updated' AS difference, * FROM updated_install
  EXCEPT SELECT 'only updated', * FROM new_install)
 UNION ALL
 (SELECT 'only new', * FROM new_install
- EXCEPT SELECT 'only new', * FROM pcqual_objects())
-ORDER BY 1, 2;
+ EXCEPT SELECT 'only new', * FROM updated_install)
+ORDER BY 2, 3, 1;
+
 -- The sync tables are configuration tables: pg_dump keeps their rows (and
 -- the change_id sequence's position).
 SELECT t::regclass AS dumped_with_data FROM pg_extension, unnest(extconfig) AS t
@@ -65,4 +197,5 @@ WHERE extname = 'pcqual' ORDER BY t::regclass::text COLLATE "C";
 SELECT qualification, vetting_status FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
 SELECT * FROM pc_sync_qualifications(ARRAY['11111111-0000-0000-0000-000000000004']::uuid[]);
 SELECT customer_tenant_id, qualification, change FROM pc_qualification_changes;
-DROP FUNCTION pcqual_objects();
+DROP FUNCTION pcqual_summary();
+DROP FUNCTION pcqual_catalogue();

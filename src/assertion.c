@@ -76,7 +76,7 @@ static void
 credential_error(const char *path, const char *setting, const char *what)
 {
 	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			(errcode(ERRCODE_CONFIG_FILE_ERROR),
 			 errmsg("could not use %s \"%s\" as %s", what, path, setting),
 			 errdetail("OpenSSL: %s.", openssl_reason())));
 }
@@ -90,7 +90,7 @@ read_certificate(void)
 
 	if (f == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				(errcode_for_file_access(),
 				 errmsg("could not open certificate file \"%s\" of pcqual.client_certificate_file: %m",
 						path)));
 	cert = PEM_read_X509(f, NULL, NULL, NULL);
@@ -123,7 +123,7 @@ read_private_key(void)
 	{
 		EVP_PKEY_free(key);
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("the private key \"%s\" of pcqual.client_key_file is not an RSA key",
 						pcq_client_key_file),
 				 errhint("Azure AD client assertions are signed with RS256: use an RSA certificate and key.")));

@@ -13,6 +13,7 @@
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/datetime.h"
+#include "utils/wait_event.h"
 
 /* This backend's local transaction id: a field of vxid from 17. */
 #if PG_VERSION_NUM >= 170000
@@ -50,6 +51,48 @@ pcq_decode_date_time(char **field, int *ftype, int nf, int *dtype,
 	return DecodeDateTime(field, ftype, nf, dtype, tm, fsec, tzp, &extra);
 #else
 	return DecodeDateTime(field, ftype, nf, dtype, tm, fsec, tzp);
+#endif
+}
+
+/*
+ * What a backend waits for, as pg_stat_activity.wait_event shows it.  From
+ * 17 each kind is a wait event of its own, in class Extension; before, all
+ * are the one event Extension.
+ */
+typedef enum PcqWaitKind
+{
+	PCQ_WAIT_HTTP,				/* Partner Center's or Azure AD's sockets */
+	PCQ_WAIT_RETRY,				/* the backoff before a retry */
+	PCQ_WAIT_SLOT,				/* a governor slot, or a partner's pause */
+	PCQ_WAIT_TOKEN_REFRESH,		/* another session's token request */
+	PCQ_WAIT_CREDENTIAL_LOCK,	/* the refresh token file's lock */
+	PCQ_WAIT_KINDS
+} PcqWaitKind;
+
+/*
+ * The wait event of a kind of wait.  WaitEventExtensionNew() registers a
+ * name in shared memory, so it runs in a backend, on the first wait of that
+ * kind; the ID is the same for every backend and is kept per process.
+ */
+static inline uint32
+pcq_wait_event(PcqWaitKind kind)
+{
+#if PG_VERSION_NUM >= 170000
+	static const char *const names[PCQ_WAIT_KINDS] = {
+		[PCQ_WAIT_HTTP] = "PcqualHttp",
+		[PCQ_WAIT_RETRY] = "PcqualRetryWait",
+		[PCQ_WAIT_SLOT] = "PcqualSlot",
+		[PCQ_WAIT_TOKEN_REFRESH] = "PcqualTokenRefresh",
+		[PCQ_WAIT_CREDENTIAL_LOCK] = "PcqualCredentialLock",
+	};
+	static uint32 events[PCQ_WAIT_KINDS];
+
+	Assert(kind >= 0 && kind < PCQ_WAIT_KINDS);
+	if (events[kind] == 0)
+		events[kind] = WaitEventExtensionNew(names[kind]);
+	return events[kind];
+#else
+	return PG_WAIT_EXTENSION;
 #endif
 }
 

@@ -26,8 +26,10 @@
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "pcqual.h"
 
 /* No credential file is larger; anything bigger is a wrong path. */
@@ -61,12 +63,12 @@ check_private_file(const struct stat *st, const char *path, const char *setting)
 {
 	if (!S_ISREG(st->st_mode))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("credential file \"%s\" of %s is not a regular file",
 						path, setting)));
 	if (st->st_mode & (S_IRWXG | S_IRWXO))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("credential file \"%s\" of %s is accessible to group or others",
 						path, setting),
 				 errdetail("A secret other local users can read is not a secret."),
@@ -81,7 +83,7 @@ open_private_file(const char *path, const char *setting, struct stat *st)
 
 	if (fd < 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				(errcode_for_file_access(),
 				 errmsg("could not open credential file \"%s\" of %s: %m",
 						path, setting)));
 	if (fstat(fd, st) != 0)
@@ -136,7 +138,7 @@ read_secret(int fd, const char *path, const char *setting)
 					(errcode_for_file_access(),
 					 errmsg("could not read credential file \"%s\": %m", path)));
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("credential file \"%s\" of %s is larger than %d bytes",
 						path, setting, MAX_SECRET_FILE_SIZE)));
 	}
@@ -147,7 +149,7 @@ read_secret(int fd, const char *path, const char *setting)
 	{
 		pfree(buf);
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("credential file \"%s\" of %s is empty", path, setting)));
 	}
 	return buf;
@@ -231,15 +233,42 @@ still_at_path(int fd, const char *path)
 }
 
 /*
- * Lock a private credential file against other backends, waiting on the
- * latch (so that cancel works) while another backend holds it.  The lock is
- * taken on the file now at path: a backend that replaced the file meanwhile
- * leaves us the old inode, which we give up and open again.
+ * Sleep a little before trying another backend's lock again, on the latch
+ * so that cancel works.  The holder is refreshing the token, one request
+ * that pcqual.timeout bounds: waiting longer than that means something is
+ * stuck, and the caller is better told so than left waiting.
+ */
+static void
+wait_for_file_lock(const char *path, const char *setting, TimestampTz give_up)
+{
+	long		remaining_ms;
+
+	remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), give_up);
+	if (remaining_ms <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("could not lock credential file \"%s\" of %s within %d ms",
+						path, setting, pcq_timeout_ms),
+				 errdetail("Another session holds the file locked while it refreshes the access token with the refresh token in it."),
+				 errhint("pcqual.timeout bounds the wait.  If no session is asking Azure AD for a token, look for the process that holds the file locked.")));
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 Min(remaining_ms, LOCK_RETRY_MS),
+					 pcq_wait_event(PCQ_WAIT_CREDENTIAL_LOCK));
+	ResetLatch(MyLatch);
+}
+
+/*
+ * Lock a private credential file against other backends, waiting at most
+ * pcqual.timeout while another backend holds it.  The lock is taken on the
+ * file now at path: a backend that replaced the file meanwhile leaves us
+ * the old inode, which we give up and open again.
  */
 PcqLockedFile *
 pcq_lock_private_file(const char *path, const char *setting)
 {
 	PcqLockedFile *file = palloc0(sizeof(PcqLockedFile));
+	TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													  pcq_timeout_ms);
 
 	file->path = pstrdup(path);
 	file->setting = setting;
@@ -263,9 +292,7 @@ pcq_lock_private_file(const char *path, const char *setting)
 					 errmsg("could not lock credential file \"%s\": %m", path)));
 		}
 		CloseTransientFile(file->fd);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 LOCK_RETRY_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		wait_for_file_lock(path, setting, give_up);
 	}
 }
 

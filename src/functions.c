@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -22,6 +23,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -333,6 +335,132 @@ on_request_done(PcqRequest *req, void *arg)
 }
 
 /*
+ * Whether an ERROR on the way to an access token is the failure of the
+ * customers waiting for it, in the modes that go on past a failure.  A
+ * cancel, a shutdown, memory running out or an internal error stays the
+ * statement's.
+ */
+static bool
+is_customer_failure(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_OPERATOR_INTERVENTION:
+		case ERRCODE_INSUFFICIENT_RESOURCES:
+		case ERRCODE_INTERNAL_ERROR:
+		case ERRCODE_TRANSACTION_ROLLBACK:
+		case ERRCODE_INVALID_TRANSACTION_STATE:
+			return false;
+		default:
+			return true;
+	}
+}
+
+/*
+ * The batch's access token, in state->bearer.  In the modes that go on past
+ * a failure, an ERROR getting it is caught in a subtransaction (as a
+ * PL/pgSQL exception block does) and described in *failure instead: what
+ * the batch fetched so far is kept.  Returns whether there is a token.
+ */
+static bool
+take_batch_token(FetchState *state, PcqFailure *failure)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (state->mode == RAISE_ERROR)
+	{
+		MemoryContextSwitchTo(state->request_cxt);
+		state->bearer = pcq_access_token(&state->token_renewable);
+		MemoryContextSwitchTo(cxt);
+		return true;
+	}
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(state->request_cxt);
+	PG_TRY();
+	{
+		state->bearer = pcq_access_token(&state->token_renewable);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (!is_customer_failure(edata->sqlerrcode))
+			ReThrowError(edata);
+		memset(failure, 0, sizeof(*failure));
+		failure->sqlstate = edata->sqlerrcode;
+		failure->message = edata->message;
+		failure->detail = edata->detail;
+		failure->hint = edata->hint;
+		state->bearer = NULL;
+		return false;
+	}
+	PG_END_TRY();
+	return true;
+}
+
+/*
+ * No token for the customers the batch has still to send: each of them
+ * fails with the token's error.  One WARNING says so for all of them (not
+ * one per customer: they would all say the same); pc_fetch_qualifications
+ * gives each its outcome row.
+ */
+static void
+fail_unsent(FetchState *state, const PcqFailure *failure)
+{
+	int			unsent = state->ntenants - state->next;
+
+	ereport(WARNING,
+			(errcode(failure->sqlstate),
+			 errmsg("no access token for %d customers: %s", unsent, failure->message),
+			 failure->detail ? errdetail_internal("%s", failure->detail) : 0,
+			 failure->hint ? errhint("%s", failure->hint) : 0));
+	for (; state->next < state->ntenants; state->next++)
+	{
+		const pg_uuid_t *id = state->retry ?
+			&state->retry[state->next].id : &state->ids[state->next];
+
+		CHECK_FOR_INTERRUPTS();
+		if (state->mode == RECORD_OUTCOME)
+			store_row(state, id, NULL, failure);
+	}
+	pcq_activity_customers(0, unsent);
+}
+
+/*
+ * Send the pass's requests, or fail them all when there is no token.  A
+ * 401 is put aside for a second pass only on the first: the second sends
+ * with a token just obtained.
+ */
+static void
+run_batch_pass(FetchState *state, bool first_pass)
+{
+	PcqFailure	failure;
+
+	if (!take_batch_token(state, &failure))
+	{
+		fail_unsent(state, &failure);
+		return;
+	}
+	if (!first_pass)
+		state->token_renewable = false;
+	pcq_http_run(PCQ_SUBJECT_CUSTOMER, next_tenant_request, on_request_done,
+				 state, state->ntenants == 1 ? 1 : pcq_concurrency);
+	pcq_release_access_token(state->bearer);
+	state->bearer = NULL;
+}
+
+/*
  * Fetch every tenant's answer with the current access token.  Tenants whose
  * cached token was refused (401) are sent once more, after the batch, with
  * a new token and the same MS-RequestId.
@@ -340,13 +468,7 @@ on_request_done(PcqRequest *req, void *arg)
 static void
 fetch_batch(FetchState *state)
 {
-	MemoryContext oldcxt = MemoryContextSwitchTo(state->request_cxt);
-
-	state->bearer = pcq_access_token(&state->token_renewable);
-	MemoryContextSwitchTo(oldcxt);
-	pcq_http_run(PCQ_SUBJECT_CUSTOMER, next_tenant_request, on_request_done,
-				 state, state->ntenants == 1 ? 1 : pcq_concurrency);
-
+	run_batch_pass(state, true);
 	if (state->nrejected > 0)
 	{
 		RejectedTenant *retry = state->rejected;
@@ -357,17 +479,9 @@ fetch_batch(FetchState *state)
 		state->rejected = NULL;
 		state->nrejected = state->rejected_cap = 0;
 		pcq_forget_access_token();
-		pcq_release_access_token(state->bearer);
-		oldcxt = MemoryContextSwitchTo(state->request_cxt);
-		state->bearer = pcq_access_token(&state->token_renewable);
-		MemoryContextSwitchTo(oldcxt);
-		state->token_renewable = false;
-		pcq_http_run(PCQ_SUBJECT_CUSTOMER, next_tenant_request, on_request_done,
-					 state, state->ntenants == 1 ? 1 : pcq_concurrency);
+		run_batch_pass(state, false);
 		pfree(retry);
 	}
-	pcq_release_access_token(state->bearer);
-	state->bearer = NULL;
 }
 
 static void

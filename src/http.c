@@ -431,6 +431,9 @@ set_transfer_options(CURL *easy, PcqRequest *req)
 	REQUIRE(easy, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (pcq_is_set(pcq_ca_file))
 		REQUIRE(easy, CURLOPT_CAINFO, pcq_ca_file);
+	/* never https_proxy, http_proxy or ALL_PROXY from the environment */
+	REQUIRE(easy, CURLOPT_PROXY, pcq_is_set(pcq_proxy) ? pcq_proxy : "");
+	REQUIRE(easy, CURLOPT_NOPROXY, pcq_is_set(pcq_no_proxy) ? pcq_no_proxy : "");
 	REQUIRE(easy, CURLOPT_URL, req->url);
 	REQUIRE(easy, CURLOPT_HTTPHEADER, req->transfer->headers);
 	REQUIRE(easy, CURLOPT_NOSIGNAL, 1L);
@@ -474,6 +477,7 @@ typedef struct Batch
 	TimestampTz limit_changed;
 	PcqGovernorSeat *seat;		/* the cluster's governor, or NULL */
 	TimestampTz paused_until;	/* the governor refused: a pause until then */
+	bool		slot_refused;	/* the governor refused a slot this round */
 } Batch;
 
 static int
@@ -552,6 +556,7 @@ take_slot(Batch *batch, PcqSlot *slot)
 		return true;
 	if (pcq_governor_acquire(batch->seat, slot, &paused_until))
 		return true;
+	batch->slot_refused = true;
 	if (paused_until != 0)
 	{
 		refuse_long_pause(paused_until);
@@ -782,11 +787,28 @@ drive_ready_sockets(void)
 }
 
 /*
+ * What the batch waits for, for pg_stat_activity: its requests' answers
+ * while any is in flight, else a governor slot or the partner's pause, else
+ * the backoff before a retry.
+ */
+static PcqWaitKind
+wait_kind(const Batch *batch)
+{
+	if (batch->nin_flight > 0)
+		return PCQ_WAIT_HTTP;
+	if (batch->slot_refused)
+		return PCQ_WAIT_SLOT;
+	if (batch->waiting != NIL)
+		return PCQ_WAIT_RETRY;
+	return PCQ_WAIT_HTTP;
+}
+
+/*
  * Sleep until a socket is ready, curl's timer fires, a retry is due or the
  * latch is set; then let curl do its work.
  */
 static void
-wait_and_drive(TimestampTz next_retry)
+wait_and_drive(TimestampTz next_retry, PcqWaitKind kind)
 {
 	WaitEvent	events[3];
 	int			nevents;
@@ -794,7 +816,7 @@ wait_and_drive(TimestampTz next_retry)
 	int			running;
 
 	nevents = WaitEventSetWait(wait_set, wait_budget_ms(next_retry), events,
-							   lengthof(events), PG_WAIT_EXTENSION);
+							   lengthof(events), pcq_wait_event(kind));
 	for (i = 0; i < nevents; i++)
 	{
 		if (events[i].events & WL_LATCH_SET)
@@ -1084,13 +1106,14 @@ pcq_http_run(PcqSubject subject, PcqNextRequest next, PcqRequestDone done,
 
 			CHECK_FOR_INTERRUPTS();
 			batch.paused_until = 0;
+			batch.slot_refused = false;
 			next_retry = start_due_retries(&batch);
 			if (more)
 				more = start_new_requests(&batch, next, arg);
 			if (!more && batch.nin_flight == 0 && batch.waiting == NIL)
 				break;
 			show_progress(&batch, next_retry);
-			wait_and_drive(next_wake_up(&batch, next_retry));
+			wait_and_drive(next_wake_up(&batch, next_retry), wait_kind(&batch));
 			collect_finished(&batch, done, arg);
 		}
 	}

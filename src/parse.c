@@ -14,7 +14,6 @@
 
 #include <cjson/cJSON.h>
 #include <limits.h>
-#include <malloc.h>
 #include <math.h>
 
 #include "mb/pg_wchar.h"
@@ -585,14 +584,21 @@ pcq_is_header_token(const char *s)
 	return true;
 }
 
-/* free() for cJSON that first overwrites what it frees: tokens live there. */
+/*
+ * Overwrite every string of a parsed answer before it is freed: tokens live
+ * there.  (cJSON's allocator hooks are global to the backend, another
+ * extension's too: pcqual leaves them alone.)
+ */
 static void
-wiping_free(void *p)
+wipe_json_strings(cJSON *node)
 {
-	if (p != NULL)
+	for (; node != NULL; node = node->next)
 	{
-		explicit_bzero(p, malloc_usable_size(p));
-		free(p);
+		if (node->valuestring != NULL)
+			explicit_bzero(node->valuestring, strlen(node->valuestring));
+		if (node->string != NULL)
+			explicit_bzero(node->string, strlen(node->string));
+		wipe_json_strings(node->child);
 	}
 }
 
@@ -620,16 +626,10 @@ pcq_parse_token_answer(const char *body, size_t len, PcqTokenAnswer *answer)
 {
 	cJSON	   *volatile root = NULL;
 	size_t		error_offset;
-	cJSON_Hooks wiping = {malloc, wiping_free};
 
 	memset(answer, 0, sizeof(*answer));
 	answer->expires_in = -1;
 
-	/*
-	 * cJSON's copies of the tokens are wiped when it frees them.  The hooks
-	 * are cJSON's global state: set them for this parse only.
-	 */
-	cJSON_InitHooks(&wiping);
 	PG_TRY();
 	{
 		root = parse_json(body, len, &error_offset);
@@ -638,8 +638,8 @@ pcq_parse_token_answer(const char *body, size_t len, PcqTokenAnswer *answer)
 	}
 	PG_FINALLY();
 	{
+		wipe_json_strings(root);
 		cJSON_Delete(root);
-		cJSON_InitHooks(NULL);
 	}
 	PG_END_TRY();
 }

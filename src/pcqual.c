@@ -91,6 +91,8 @@ int			pcq_max_idle_connections = 64;
 bool		pcq_cluster_governor = true;
 int			pcq_max_cluster_concurrency = 64;
 int			pcq_max_shared_tokens = 16;
+char	   *pcq_proxy = NULL;
+char	   *pcq_no_proxy = NULL;
 
 bool
 pcq_is_set(const char *setting)
@@ -235,6 +237,52 @@ check_url(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * A proxy URL: http://, https:// or socks5h:// (the proxy resolves names, so
+ * the backend's resolver never sees them), a host, and nothing that holds a
+ * secret.  curl would send a user name and password in the URL to the proxy
+ * as Proxy-Authorization; in a setting they would be visible to other roles
+ * and in the server log, so they are refused without quoting the value.
+ */
+static bool
+check_proxy(char **newval, void **extra, GucSource source)
+{
+	static const char *const schemes[] = {"http://", "https://", "socks5h://"};
+	const char *v = *newval;
+	const char *host = NULL;
+	size_t		host_len;
+	int			i;
+
+	if (!check_header_safe(newval, extra, source))
+		return false;
+	if (v == NULL || v[0] == '\0')
+		return true;
+	for (i = 0; i < lengthof(schemes); i++)
+	{
+		if (pg_strncasecmp(v, schemes[i], strlen(schemes[i])) == 0)
+			host = v + strlen(schemes[i]);
+	}
+	if (host == NULL)
+	{
+		GUC_check_errdetail("The proxy URL must start with http://, https:// or socks5h://.");
+		return false;
+	}
+	host_len = strcspn(host, "/");
+	if (memchr(host, '@', host_len) != NULL)
+	{
+		GUC_check_errmsg("pcqual.proxy must not hold a user name or password: the value was refused");
+		GUC_check_errdetail("A secret in a setting is exposed to other roles, to pg_file_settings and to the server log; pcqual does not support proxy authentication.");
+		GUC_check_errhint("Use a proxy that authorises the database server by its address, and set pcqual.proxy to its URL without credentials, such as http://proxy.example.com:3128.");
+		return false;
+	}
+	if (host_len == 0 || host[0] == ':' || strpbrk(v, " ?#") != NULL)
+	{
+		GUC_check_errdetail("The proxy URL must name a host, as in http://proxy.example.com:3128, without spaces, query or fragment.");
+		return false;
+	}
+	return true;
+}
+
 bool
 pcq_is_guid(const char *v)
 {
@@ -307,11 +355,14 @@ check_partner_tenant(char **newval, void **extra, GucSource source)
  * never quotes the value: it is a secret that should not have been there.
  */
 static bool
-refuse_retired_secret(const char *value, const char *replacement)
+refuse_retired_secret(const char *value, const char *setting,
+					  const char *replacement)
 {
 	if (!pcq_is_set(value))
 		return true;
-	GUC_check_errmsg("pcqual no longer takes secrets as setting values: the value was ignored");
+	/* the setting's name tells the DBA which line to remove; never the value */
+	GUC_check_errmsg("%s no longer takes a secret as its value: the value was ignored",
+					 setting);
 	GUC_check_errdetail("A secret in a setting is exposed to other roles, to pg_file_settings and to the server log.");
 	GUC_check_errhint("Write the secret to a file that only the server's operating system user can read (chmod 600), set %s to its path, and remove this setting.",
 					  replacement);
@@ -321,19 +372,19 @@ refuse_retired_secret(const char *value, const char *replacement)
 static bool
 check_retired_client_secret(char **newval, void **extra, GucSource source)
 {
-	return refuse_retired_secret(*newval, "pcqual.client_secret_file");
+	return refuse_retired_secret(*newval, "pcqual.client_secret", "pcqual.client_secret_file");
 }
 
 static bool
 check_retired_refresh_token(char **newval, void **extra, GucSource source)
 {
-	return refuse_retired_secret(*newval, "pcqual.refresh_token_file");
+	return refuse_retired_secret(*newval, "pcqual.refresh_token", "pcqual.refresh_token_file");
 }
 
 static bool
 check_retired_access_token(char **newval, void **extra, GucSource source)
 {
-	return refuse_retired_secret(*newval, "pcqual.access_token_file");
+	return refuse_retired_secret(*newval, "pcqual.access_token", "pcqual.access_token_file");
 }
 
 static void
@@ -369,6 +420,12 @@ define_endpoint_settings(void)
 	define_superuser_string("pcqual.ca_file",
 							"File of CA certificates to trust instead of the system's.",
 							&pcq_ca_file, "", NULL, NULL, 0);
+	define_superuser_string("pcqual.proxy",
+							"Proxy that every request goes through (http://, https:// or socks5h://); empty means none, whatever the environment says.",
+							&pcq_proxy, "", check_proxy, NULL, 0);
+	define_superuser_string("pcqual.no_proxy",
+							"Comma-separated hosts that are reached without pcqual.proxy.",
+							&pcq_no_proxy, "", check_header_safe, NULL, 0);
 }
 
 static void

@@ -68,6 +68,8 @@ extern int	pcq_max_idle_connections;
 extern bool pcq_cluster_governor;
 extern int	pcq_max_cluster_concurrency;
 extern int	pcq_max_shared_tokens;
+extern char *pcq_proxy;
+extern char *pcq_no_proxy;
 
 extern bool pcq_is_set(const char *setting);
 extern bool pcq_is_guid(const char *text);

@@ -7,10 +7,13 @@
  *
  * | what the service did					| SQLSTATE |
  * | 400									| 22023	   |
- * | 401, 403, token endpoint refused		| 28000	   |
+ * | 401, Azure AD's refusal (400/401 + error)	| 28000	   |
+ * | 403									| 42501	   |
+ * | 403, code 900329 (App-only refused)	| 28000	   |
  * | 404									| P0002	   |
  * | 409 to a create						| 23505	   |
  * | 3xx, 429, 5xx, other status; no answer	| 58000	   |
+ * | (the token endpoint's as the API's)		|		   |
  * | untrusted TLS certificate				| 58000	   |
  * | body too large							| 54000	   |
  * | unparseable or wrongly shaped body		| 22032	   |
@@ -42,8 +45,9 @@ sqlstate_for_status(const PcqRequest *req)
 		case 400:
 			return ERRCODE_INVALID_PARAMETER_VALUE;
 		case 401:
-		case 403:
 			return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		case 403:
+			return ERRCODE_INSUFFICIENT_PRIVILEGE;
 		case 404:
 			return ERRCODE_NO_DATA_FOUND;
 		case 409:
@@ -103,12 +107,12 @@ static char *
 hint_for_throttling(const PcqRequest *req)
 {
 	if (req->retry_refused_ms > 0)
-		return psprintf(_("Partner Center asked to wait %ld seconds, longer than pcqual.max_retry_wait (%d ms): try again later."),
-						(req->retry_refused_ms + 999) / 1000, pcq_max_retry_wait_ms);
+		return psprintf(_("%s asked to wait %ld seconds, longer than pcqual.max_retry_wait (%d ms): try again later."),
+						service(req), (req->retry_refused_ms + 999) / 1000, pcq_max_retry_wait_ms);
 	if (req->retry_after[0] != '\0')
-		return psprintf(_("Partner Center is throttling requests and asked to wait %s seconds."),
-						pcq_quotable_text(req->retry_after, strlen(req->retry_after)));
-	return pstrdup(_("Partner Center is throttling requests."));
+		return psprintf(_("%s is throttling requests and asked to wait %s seconds."),
+						service(req), pcq_quotable_text(req->retry_after, strlen(req->retry_after)));
+	return psprintf(_("%s is throttling requests."), service(req));
 }
 
 static char *
@@ -149,6 +153,9 @@ describe_status(const PcqRequest *req, PcqFailure *f)
 	if (text != NULL)
 		strip_final_period(text);
 	f->sqlstate = sqlstate_for_status(req);
+	/* not a missing privilege: the kind of credentials is wrong */
+	if (req->status == 403 && code != NULL && strcmp(code, APP_ONLY_REFUSED_CODE) == 0)
+		f->sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
 	if (text != NULL && code != NULL)
 		f->message = psprintf(_("%s answered HTTP %ld for %s: %s (code %s)"),
 							  service(req), req->status, what, text, code);
@@ -298,24 +305,24 @@ pcq_report_token_refusal(const PcqRequest *req, const PcqTokenAnswer *answer,
 				 errmsg("Azure AD answered HTTP 200 without an access token"),
 				 errdetail_internal("%s", request_ids(req)),
 				 errhint("Check pcqual.authority: it should be Azure AD's sign-in host.")));
-	if (req->status >= 300 && req->status < 400)
+	/*
+	 * Only Azure AD's own refusal, a 400 or 401 naming its error, is about
+	 * the credentials.  A 5xx or a 429 is an outage, a redirect or another
+	 * status a wrong endpoint: reported as for any other request.
+	 */
+	if ((req->status != 400 && req->status != 401) || error == NULL)
 		pcq_report_failure(req, ERROR);
-	if (error != NULL && description != NULL)
+	if (description != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("Azure AD refused pcqual's token request: HTTP %ld, %s",
 						req->status, error),
 				 errdetail_internal("%s", description),
 				 errhint("%s", hint_for_token_error(error))));
-	if (error != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("Azure AD refused pcqual's token request: HTTP %ld, %s",
-						req->status, error),
-				 errhint("%s", hint_for_token_error(error))));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-			 errmsg("Azure AD refused pcqual's token request: HTTP %ld", req->status),
+			 errmsg("Azure AD refused pcqual's token request: HTTP %ld, %s",
+					req->status, error),
 			 errdetail_internal("%s", request_ids(req)),
-			 errhint("%s", hint_for_token_error(NULL))));
+			 errhint("%s", hint_for_token_error(error))));
 }

@@ -218,33 +218,34 @@ static char *
 request_token(SentSecrets *sent, PcqTokenAnswer *answer)
 {
 	char	   *url = pcq_token_url();
-	PcqRequest	req;
+	/* set within PG_TRY, read in PG_FINALLY: in memory, not a register */
+	PcqRequest *req = palloc0(sizeof(PcqRequest));
 	char	   *volatile rotated = NULL;
 
-	pcq_request_init(&req, url, PCQ_SUBJECT_TOKEN, NULL);
-	req.method = "POST";
-	req.post_content_type = "application/x-www-form-urlencoded";
+	pcq_request_init(req, url, PCQ_SUBJECT_TOKEN, NULL);
+	req->method = "POST";
+	req->post_content_type = "application/x-www-form-urlencoded";
 	PG_TRY();
 	{
-		req.post_body = token_request_form(url, sent);
-		pcq_http_run_one(&req);
-		if (req.outcome != PCQ_ANSWERED)
-			pcq_report_failure(&req, ERROR);
+		req->post_body = token_request_form(url, sent);
+		pcq_http_run_one(req);
+		if (req->outcome != PCQ_ANSWERED)
+			pcq_report_failure(req, ERROR);
 
 		/*
 		 * The tokens come from the body as it was (a rotated refresh token
 		 * may well contain the old one); what may reach a message comes from
 		 * the body with every secret sent overwritten.
 		 */
-		pcq_parse_token_answer(req.body, req.body_len, answer);
-		redact_answer(&req, sent);
-		if (req.status != 200 || answer->access_token == NULL)
+		pcq_parse_token_answer(req->body, req->body_len, answer);
+		redact_answer(req, sent);
+		if (req->status != 200 || answer->access_token == NULL)
 		{
 			char	   *error;
 			char	   *description;
 
-			pcq_parse_error_body(req.body, req.body_len, &error, &description);
-			pcq_report_token_refusal(&req, answer, error, description);
+			pcq_parse_error_body(req->body, req->body_len, &error, &description);
+			pcq_report_token_refusal(req, answer, error, description);
 		}
 		if (answer->refresh_token != NULL && sent->refresh_token != NULL &&
 			strcmp(answer->refresh_token, sent->refresh_token) == 0)
@@ -254,9 +255,9 @@ request_token(SentSecrets *sent, PcqTokenAnswer *answer)
 	}
 	PG_FINALLY();
 	{
-		pcq_wipe_and_free(&req.post_body);
-		if (req.body != NULL)
-			explicit_bzero(req.body, req.body_len);
+		pcq_wipe_and_free(&req->post_body);
+		if (req->body != NULL)
+			explicit_bzero(req->body, req->body_len);
 		wipe_sent_secrets(sent);
 	}
 	PG_END_TRY();
@@ -273,13 +274,14 @@ refresh_app_user_token(PcqTokenAnswer *answer)
 {
 	PcqLockedFile *file = pcq_lock_private_file(pcq_refresh_token_file,
 												"pcqual.refresh_token_file");
-	SentSecrets sent = {0};
+	/* set within PG_TRY, read in PG_FINALLY: in memory, not a register */
+	SentSecrets *sent = palloc0(sizeof(SentSecrets));
 	char	   *volatile rotated = NULL;
 
 	PG_TRY();
 	{
-		sent.refresh_token = pcq_locked_file_contents(file);
-		rotated = request_token(&sent, answer);
+		sent->refresh_token = pcq_locked_file_contents(file);
+		rotated = request_token(sent, answer);
 		if (rotated != NULL &&
 			!pcq_replace_locked_file(file, rotated))
 			ereport(WARNING,
@@ -294,7 +296,8 @@ refresh_app_user_token(PcqTokenAnswer *answer)
 
 		pcq_unlock_private_file(file);
 		pcq_wipe_and_free(&to_wipe);
-		wipe_sent_secrets(&sent);
+		wipe_sent_secrets(sent);
+		pfree(sent);
 	}
 	PG_END_TRY();
 }
@@ -408,31 +411,35 @@ static void
 refresh_shared_token(PcqTokenKey *key, char *buf, uint64 *generation)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	PcqTokenAnswer answer = {0};
+
+	/* filled within PG_TRY, wiped in PG_CATCH: in memory, not a register */
+	PcqTokenAnswer *answer = palloc0(sizeof(PcqTokenAnswer));
 
 	PG_TRY();
 	{
 		if (pcq_auth_mode() == PCQ_AUTH_APP_USER)
-			refresh_app_user_token(&answer);
+			refresh_app_user_token(answer);
 		else
 		{
 			SentSecrets sent = {0};
-			char	   *rotated = request_token(&sent, &answer);
+			char	   *rotated = request_token(&sent, answer);
 
 			pcq_wipe_and_free(&rotated);	/* none without a refresh token */
 		}
 		/* a rotated refresh token was written back: its file is new */
 		credential_key(key);
-		pcq_token_cache_put(key, answer.access_token, answer.expires_in, generation);
-		strlcpy(buf, answer.access_token, PCQ_MAX_TOKEN_SIZE);
-		pcq_wipe_and_free(&answer.access_token);
+		pcq_token_cache_put(key, answer->access_token, answer->expires_in, generation);
+		strlcpy(buf, answer->access_token, PCQ_MAX_TOKEN_SIZE);
+		pcq_wipe_and_free(&answer->access_token);
+		pfree(answer);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
 		MemoryContextSwitchTo(cxt);
-		pcq_wipe_and_free(&answer.access_token);
+		pcq_wipe_and_free(&answer->access_token);
+		pfree(answer);
 		edata = CopyErrorData();
 		pcq_token_cache_abandon(failure_to_share(edata), edata->message);
 		FreeErrorData(edata);

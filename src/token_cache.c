@@ -36,6 +36,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "pcqual.h"
 
 /* A token about to expire is still used by others while one refreshes. */
@@ -284,7 +285,7 @@ pcq_token_cache_get(const PcqTokenKey *key, char *buf, uint64 *generation,
 			ConditionVariablePrepareToSleep(&e->cv);
 			LWLockRelease(cache->lock);
 			(void) ConditionVariableTimedSleep(&e->cv, WAIT_RECHECK_MS,
-											   PG_WAIT_EXTENSION);
+											   pcq_wait_event(PCQ_WAIT_TOKEN_REFRESH));
 			continue;
 		}
 		LWLockRelease(cache->lock);

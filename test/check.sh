@@ -4,6 +4,9 @@
 # for the distribution's PostgreSQL major (or $PG_MAJOR), starts a throwaway
 # cluster with pg_virtualenv and the Partner Center emulator, then runs the
 # emulator self-test, the pg_regress suites (make installcheck) and the
-# pgTAP suites (pg_prove): test/run-suites.sh.
+# pgTAP suites (pg_prove): test/run-suites.sh.  The cluster's postmaster
+# has https_proxy, http_proxy and ALL_PROXY pointing at the test proxy
+# (test/proxy-environment.sh): pcqual must not use them.
 source "$(dirname "$0")/common.sh"
-exec pg_virtualenv -t -v "$pg_major" $(test/emulator-settings.sh --cron) -- test/run-suites.sh
+exec pg_virtualenv -t -v "$pg_major" $(test/proxy-environment.sh) \
+	$(test/emulator-settings.sh --cron) -- test/run-suites.sh

@@ -58,24 +58,24 @@ SELECT pc_disconnect();
 SELECT pg_temp.run1('chmod 640 ' || pg_temp.sq(:'secret_file'));
 CREATE TEMP TABLE group_readable AS SELECT * FROM pg_temp.call_error();
 SELECT results_eq($$SELECT state, message FROM group_readable$$,
-    format($$VALUES ('28000', 'credential file "%s" of pcqual.client_secret_file is accessible to group or others')$$,
+    format($$VALUES ('F0000', 'credential file "%s" of pcqual.client_secret_file is accessible to group or others')$$,
            :'secret_file'),
-    'a secret file the group may read is refused (28000)');
+    'a secret file the group may read is refused (F0000, as PostgreSQL refuses its own ssl_key_file)');
 SELECT matches((SELECT hint FROM group_readable), 'chmod 600', 'the HINT says chmod 600');
 SELECT pg_temp.run1('chmod 604 ' || pg_temp.sq(:'secret_file'));
-SELECT is((SELECT state FROM pg_temp.call_error()), '28000', 'a world-readable secret file is refused');
+SELECT is((SELECT state FROM pg_temp.call_error()), 'F0000', 'a world-readable secret file is refused');
 SELECT pg_temp.run1('chmod 600 ' || pg_temp.sq(:'secret_file'));
 SELECT results_eq(
     $$SELECT e.state, e.message ~ m
       FROM (VALUES ('/tmp/pcqual-tap-no-such-file', '^could not open credential file .*: No such file or directory$'),
                    (pg_temp.tap_dir(), 'is not a regular file$')) f(path, m),
            pg_temp.call_error(ARRAY['pcqual.client_secret_file', f.path]) e$$,
-    $$VALUES ('28000', true), ('28000', true)$$,
-    'a missing secret file, and a directory, are refused (28000)');
+    $$VALUES ('58P01', true), ('F0000', true)$$,
+    'a missing secret file is undefined_file (58P01), a directory config_file_error (F0000)');
 SELECT pg_temp.put_file(pg_temp.tap_dir('empty'), E'  \n');
 SELECT results_eq(
     $$SELECT state, message LIKE '%is empty' FROM pg_temp.call_error(ARRAY['pcqual.client_secret_file', pg_temp.tap_dir('empty')])$$,
-    $$VALUES ('28000', true)$$, 'a secret file of white space only is refused as empty');
+    $$VALUES ('F0000', true)$$, 'a secret file of white space only is refused as empty (F0000)');
 SELECT is(pg_temp.emulator_stat('token_requests'), 0::bigint, 'none of these sent a token request');
 RESET pcqual.client_secret_file;
 
@@ -115,9 +115,9 @@ SELECT pg_temp.emulator('reset');
 SELECT pc_disconnect();
 SELECT pg_temp.run1('chmod 640 ' || pg_temp.sq(:'key_file'));
 SELECT results_eq($$SELECT state, message FROM pg_temp.call_error()$$,
-    format($$VALUES ('28000', 'credential file "%s" of pcqual.client_key_file is accessible to group or others')$$,
+    format($$VALUES ('F0000', 'credential file "%s" of pcqual.client_key_file is accessible to group or others')$$,
            :'key_file'),
-    'a group-readable private key is refused (28000)');
+    'a group-readable private key is refused (F0000)');
 SELECT pg_temp.run1('chmod 600 ' || pg_temp.sq(:'key_file'));
 SELECT results_eq($$SELECT state, message, detail FROM pg_temp.call_error(ARRAY['pcqual.client_certificate_file', ''])$$,
     $$VALUES ('28000', 'pcqual has no credentials for Partner Center', 'pcqual.client_certificate_file is not set.')$$,
@@ -306,22 +306,22 @@ DROP ROLE pcqual_tap_job;
 CREATE TEMP TABLE retired AS
     SELECT * FROM pg_temp.error_under('{}', $$SET pcqual.client_secret = 'pcqual-tap-retired-value'$$);
 SELECT results_eq($$SELECT state, message FROM retired$$,
-    $$VALUES ('22023', 'pcqual no longer takes secrets as setting values: the value was ignored')$$,
-    'SET pcqual.client_secret = ''...'' is refused (22023)');
+    $$VALUES ('22023', 'pcqual.client_secret no longer takes a secret as its value: the value was ignored')$$,
+    'SET pcqual.client_secret = ''...'' is refused (22023), naming the setting');
 SELECT ok((SELECT concat_ws(' ', message, detail, hint) !~ 'pcqual-tap-retired-value'
                   AND hint ~ 'pcqual\.client_secret_file' FROM retired),
           'without echoing the value; the HINT names pcqual.client_secret_file');
 SELECT results_eq(
-    $$SELECT s.name, e.state, e.hint ~ (s.name || '_file')
+    $$SELECT s.name, e.state, e.hint ~ (s.name || '_file') AND e.message ~ ('^' || s.name || ' no longer')
       FROM unnest(ARRAY['pcqual.refresh_token', 'pcqual.access_token']) s(name),
            pg_temp.error_under('{}', format('SET %s = %L', s.name, 'pcqual-tap-retired-value')) e$$,
     $$VALUES ('pcqual.refresh_token', '22023', true), ('pcqual.access_token', '22023', true)$$,
-    'pcqual.refresh_token and pcqual.access_token too');
+    'pcqual.refresh_token and pcqual.access_token too, each named in the message');
 SELECT is((SELECT state FROM pg_temp.error_under('{}', $$SET pcqual.access_token = ''$$)), NULL,
           'an empty value is accepted');
 CREATE TEMP TABLE alter_system AS
     SELECT line FROM pg_temp.session_output($$ALTER SYSTEM SET pcqual.client_secret = 'pcqual-tap-retired-value';$$) line;
-SELECT ok((SELECT bool_or(line ~ '^ERROR:  22023: pcqual no longer takes secrets as setting values')
+SELECT ok((SELECT bool_or(line ~ '^ERROR:  22023: pcqual.client_secret no longer takes a secret as its value')
                   AND NOT bool_or(line ~ 'pcqual-tap-retired-value') FROM alter_system),
           'ALTER SYSTEM SET pcqual.client_secret is refused (22023) without echoing the value');
 SELECT ok(pg_read_file('postgresql.auto.conf') !~ 'pcqual-tap-retired-value',
@@ -422,13 +422,13 @@ SELECT pc_disconnect();
 SELECT 'ok:' || count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000001');
 RESET pcqual.client_secret_file;
 -- a revoked token: 401, a new token, the retry
-COPY (SELECT 1) TO PROGRAM 'curl -sf -o /dev/null -X POST http://127.0.0.1:%2$s/_emulator/revoke';
+COPY (SELECT 1) TO PROGRAM 'curl -sf --noproxy ''*'' -o /dev/null -X POST http://127.0.0.1:%2$s/_emulator/revoke';
 SELECT 'ok:' || count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000002');
 -- a token answer that cannot be used
-COPY (SELECT 1) TO PROGRAM 'curl -sf -o /dev/null -X POST http://127.0.0.1:%2$s/_emulator/config?token_fault=crlf';
+COPY (SELECT 1) TO PROGRAM 'curl -sf --noproxy ''*'' -o /dev/null -X POST http://127.0.0.1:%2$s/_emulator/config?token_fault=crlf';
 SELECT pc_disconnect();
 SELECT 'ok:' || count(*) FROM pc_qualifications('11111111-0000-0000-0000-000000000002');
-COPY (SELECT 1) TO PROGRAM 'curl -sf -o /dev/null -X POST http://127.0.0.1:%2$s/_emulator/config?token_fault=off';
+COPY (SELECT 1) TO PROGRAM 'curl -sf --noproxy ''*'' -o /dev/null -X POST http://127.0.0.1:%2$s/_emulator/config?token_fault=off';
 -- certificate: success, then a wrong key
 SET pcqual.client_certificate_file = %3$L;
 SET pcqual.client_key_file = %4$L;

@@ -1305,6 +1305,9 @@ class EmulatorTest(unittest.TestCase):
             status, r, data = self.post_token(form())
             self.assertEqual((status, r.getheader("Content-Type")), (200, "text/html"))
             self.assertRaises(ValueError, json.loads, data)
+            self.config(token_fault="unavailable")
+            status, _, data = self.post_token(form())
+            self.assertEqual((status, json.loads(data)["error"]), (503, "temporarily_unavailable"))
         # errors are not affected
         self.assertEqual(self.post_token(dict(APP_FORM, client_secret="x"))[0], 401)
         self.config(token_fault="off")

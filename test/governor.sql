@@ -74,7 +74,7 @@ DECLARE
 BEGIN
     TRUNCATE emulator_sink;
     EXECUTE format('COPY emulator_sink FROM PROGRAM %L WITH (FORMAT csv, QUOTE e''\x01'', DELIMITER e''\x02'')',
-                   format('curl -sf %s', pg_temp.sq(current_setting('pcqual.base_url') || '/_emulator/' || command)));
+                   format('curl -sf --noproxy ''*'' %s', pg_temp.sq(current_setting('pcqual.base_url') || '/_emulator/' || command)));
     SELECT string_agg(line, '')::json INTO doc FROM emulator_sink;
     RETURN doc;
 END

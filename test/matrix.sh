@@ -4,7 +4,9 @@
 # The release matrix: runs the README's two commands, ./test/demo.sh then
 # ./test/check.sh, as root in a fresh Debian root file system per release:
 #   bookworm  Debian 12, PostgreSQL 15
-#   trixie    Debian 13, PostgreSQL 17
+#   trixie    Debian 13, PostgreSQL 17; then ./test/pg-upgrade.sh, a
+#             pg_upgrade from 15 (bookworm's postgresql-15, kept as on a
+#             machine upgraded from Debian 12) to 17
 #   forky     Debian testing, PostgreSQL 18
 # All three by default, one after another. Prints a summary and exits
 # non-zero if any release failed. Run as root on a Debian host.
@@ -52,7 +54,7 @@ step_timeout=${PCQUAL_MATRIX_TIMEOUT:-1200}
 network=${PCQUAL_MATRIX_NETWORK:-private}
 all_releases=(bookworm trixie forky)
 # Bump when the way base roots are built changes.
-base_format=1
+base_format=2
 
 usage() {
 	sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
@@ -102,6 +104,16 @@ sources_of() {
 		echo "deb $security_mirror $1-security main"
 		;;
 	*) echo "deb $mirror $1 main" ;;
+	esac
+}
+
+# upgrade_from_of RELEASE: "OLD_RELEASE MAJOR" where the release's root also
+# holds an older PostgreSQL major for test/pg-upgrade.sh: the previous stable
+# release's, from its suites (the mirror has one major per release), as it
+# stays installed on a machine upgraded from that release. Nothing else.
+upgrade_from_of() {
+	case $1 in
+	trixie) echo "bookworm 15" ;;
 	esac
 }
 
@@ -226,11 +238,27 @@ rm -f "$cache"/base/*.partial
 # install-deps.sh and pg-major.sh, so their text), and the date stamp so that
 # package updates come in.
 base_tarball() {
-	local release=$1 key log debs status
+	local release=$1 key log debs status from list
+	# The older major's packages (upgrade_from_of), installed after
+	# install-deps.sh from the older release's suites, which the root then
+	# forgets again (after autoclean, which keeps their downloads in $debs;
+	# mmdebstrap drops the package lists at the end).
+	local -a old_major_hooks=() old_sources_cleanup=()
+	from=$(upgrade_from_of "$release")
+	if [ -n "$from" ]; then
+		# shellcheck disable=SC2086 # "OLD_RELEASE MAJOR": two words
+		set -- $from
+		list=/etc/apt/sources.list.d/pcqual-$1.list
+		old_major_hooks=(
+			--customize-hook="printf '%s\n' 'deb $mirror $1 main' 'deb $security_mirror $1-security main' > \"\$1\"$list"
+			--customize-hook="chroot \"\$1\" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql-$2 postgresql-server-dev-$2'"
+		)
+		old_sources_cleanup=(--customize-hook="rm \"\$1\"$list")
+	fi
 	key=$({
 		echo "$base_format $release"
 		sources_of "$release"
-		printf '%s\n' "${aptopts[@]}"
+		printf '%s\n' "${aptopts[@]}" "${old_major_hooks[@]}"
 		cat "$repo/test/install-deps.sh" "$repo/test/pg-major.sh"
 	} | sha256sum | cut -c1-12)
 	tarball=$cache/base/$release-$stamp-$key.tar
@@ -249,7 +277,8 @@ base_tarball() {
 	#   autoclean drops versions the mirror no longer has;
 	# - policy-rc.d: no service starts in the root (the postgresql package
 	#   would start its main cluster), as in Debian's container images;
-	# - install-deps.sh installs the packages, exactly as in a test run.
+	# - install-deps.sh installs the packages, exactly as in a test run;
+	#   then the older major's, if any.
 	set -m
 	TMPDIR=$cache/tmp unshare --mount --propagation private -- \
 		mmdebstrap --mode=root --variant=minbase --format=tar \
@@ -260,8 +289,10 @@ base_tarball() {
 		--customize-hook='printf "#!/bin/sh\nexit 101\n" > "$1"/usr/sbin/policy-rc.d; chmod 755 "$1"/usr/sbin/policy-rc.d' \
 		--customize-hook="mkdir -p \"\$1\"/tmp/pcqual/test; cp '$repo/test/install-deps.sh' '$repo/test/pg-major.sh' \"\$1\"/tmp/pcqual/test/" \
 		--customize-hook='chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 /tmp/pcqual/test/install-deps.sh' \
+		"${old_major_hooks[@]}" \
 		--customize-hook='rm -rf "$1"/tmp/pcqual' \
 		--customize-hook='chroot "$1" apt-get -qq autoclean' \
+		"${old_sources_cleanup[@]}" \
 		--customize-hook="find '$debs' -name '*.deb' -delete" \
 		--customize-hook="sync-out /var/cache/apt/archives '$debs'" \
 		"$release" "$tarball.partial" "${sources[@]}" \
@@ -377,13 +408,22 @@ for release in "${releases[@]}"; do
 	run_step "$release" "$root" "$log" ./test/check.sh 'cd /root/pcqual && ./test/check.sh' ||
 		failures+=("$(failure check.sh $?)")
 	check_time=$((SECONDS - t))
+	times_upgrade=
+	from=$(upgrade_from_of "$release")
+	if [ -n "$from" ]; then
+		t=$SECONDS
+		run_step "$release" "$root" "$log" ./test/pg-upgrade.sh \
+			"cd /root/pcqual && PCQUAL_UPGRADE_FROM=${from#* } ./test/pg-upgrade.sh" ||
+			failures+=("$(failure pg-upgrade.sh $?)")
+		times_upgrade=", pg-upgrade.sh from ${from#* } $((SECONDS - t)) s"
+	fi
 
 	if [ -z "${PCQUAL_MATRIX_KEEP:-}" ]; then
 		remove_tree "$root"
 	fi
 	current_root=
 	total=$((SECONDS - start))
-	times="base root $built s, root ready $((ready - built)) s, demo.sh $demo_time s, check.sh $check_time s"
+	times="base root $built s, root ready $((ready - built)) s, demo.sh $demo_time s, check.sh $check_time s$times_upgrade"
 	if [ ${#failures[@]} -eq 0 ]; then
 		result[$release]="$name: passed in $total s ($times)"
 	else

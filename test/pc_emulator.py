@@ -97,6 +97,8 @@ Token endpoint (Azure AD v1):  POST /{partner_tenant}/oauth2/token
                 "crlf-injected" in the log's correlation_id column)
       no_token  the JSON has no access_token field
       non_json  an HTML page (text/html) instead of JSON
+      unavailable  503 temporarily_unavailable AADSTS90033 instead (an
+                Azure AD outage: the grant was good)
   - anything else: 400 unsupported_grant_type AADSTS70003; not POST: 405.
   The log's body column for the token endpoint holds only the form's key
   names, comma-separated, in order (e.g. "grant_type,client_id,
@@ -225,7 +227,9 @@ Fixtures by customer tenant id (case-insensitive):
 
 Control API (never delayed, never auth-checked, never recorded):
   GET  /_emulator/health     -> 200 "ok"
-  POST /_emulator/reset      -> clear log, attempt counters, statistics,
+  POST /_emulator/reset      -> (once the requests being answered are
+                                answered, up to 10 s) clear log, attempt
+                                counters, statistics,
                                 created qualifications, MS-RequestId memory,
                                 validation counts, customer overrides, used
                                 refresh tokens and assertion jti's; config
@@ -236,7 +240,7 @@ Control API (never delayed, never auth-checked, never recorded):
          every token-endpoint answer), throttle_inflight (429 above
          K requests in flight; 0 or "off" disables), throttle_retry_after,
          token_expires_in, refresh_rotation_strict (on/off),
-         token_fault (off|crlf|no_token|non_json),
+         token_fault (off|crlf|no_token|non_json|unavailable),
          validations_shape (array|wrapped|empty), customers_page_latency_ms,
          sync_epoch (>= 0), change_percent, fail_percent (0..100),
          customer_count (0..100000, the length of the customer list)
@@ -362,6 +366,8 @@ def aad_error(error, code, text):
                        "error_codes": [code]}).encode()
 
 
+AAD_UNAVAILABLE = aad_error("temporarily_unavailable", 90033,
+                            "A transient error has occurred. Please try again.")
 AUTH_FAILED = pc_error(900420, "Authentication failed: the token is invalid or expired.")
 INVALID_CUSTOMER = pc_error(2001, "Invalid customer id.")
 TENANT_NOT_FOUND = pc_error(60003, "Tenant not found.")
@@ -394,7 +400,7 @@ AAD_NO_RESOURCE = json.dumps({
 
 TOKEN_FAULT_HTML = (b"<!DOCTYPE html><html><head><title>Sign in to your account</title>"
                     b"</head><body><p>Sign in to your account</p></body></html>")
-TOKEN_FAULTS = ("", "crlf", "no_token", "non_json")
+TOKEN_FAULTS = ("", "crlf", "no_token", "non_json", "unavailable")
 CRLF_INJECTION = "\r\nMS-CorrelationId: crlf-injected"
 REDIRECTED = b'{"redirected": true}'
 
@@ -732,6 +738,8 @@ class State:
         self.refresh_seq = 0                   # global, never reset
         self.refresh_issued = set()            # never reset
         self.in_flight = 0
+        self.handling = 0                      # requests other than control ones being answered
+        self.idle = threading.Condition()
         self.connections = 0                   # incremented by the accept threads
         self.url_host = "127.0.0.1"            # set by open_listeners()
         self.ports = {}
@@ -760,6 +768,23 @@ class State:
             self.overrides = {}                # tenant -> fixture tuple
             self.refresh_used = set()
             self.jtis = set()
+
+    def begin_request(self):
+        with self.idle:
+            self.handling += 1
+
+    def end_request(self):
+        with self.idle:
+            self.handling -= 1
+            if self.handling == 0:
+                self.idle.notify_all()
+
+    def wait_idle(self, timeout=10.0):
+        """Wait until no request is being answered: a request its client gave
+        up on (a cancel during a latency fixture) is still answered and
+        logged, and must not land in the log of the test after a reset."""
+        with self.idle:
+            return self.idle.wait_for(lambda: self.handling == 0, timeout)
 
     def revoke(self):
         n = len(self.tokens)
@@ -1307,11 +1332,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if begun is None:
             return
         path, query, body = begun
+        control = path.startswith("/_emulator/") or path == "/_emulator"
+        if not control:
+            self.state.begin_request()
         try:
             if path.startswith("/v1/"):
                 self.log_body = body_text(body)
                 self.api(path, query, body)
-            elif path.startswith("/_emulator/") or path == "/_emulator":
+            elif control:
                 self.control(path, query, body)
             else:
                 self.log_body = form_keys(body)
@@ -1323,6 +1351,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.answer("other", None, None, 404, NOT_FOUND)
         except Drop:
             self.close_connection = True
+        finally:
+            if not control:
+                self.state.end_request()
 
     def entry(self, kind, tenant, status, auth):
         h = self.headers
@@ -1401,6 +1432,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def token_success(self, partner_tenant, label, doc):
         """A 200 token answer, spoilt as config token_fault says."""
         fault = self.state.config["token_fault"]
+        if fault == "unavailable":
+            return self.token_reply(partner_tenant, label, 503, AAD_UNAVAILABLE)
         if fault == "non_json":
             return self.token_reply(partner_tenant, label, 200, TOKEN_FAULT_HTML, HTML)
         if fault == "no_token":
@@ -1784,6 +1817,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if name == "health" and method in ("GET", "HEAD"):
             return self.send(200, b"ok", TEXT)
         if name == "reset" and method == "POST":
+            st.wait_idle()
             st.reset()
             return self.send_json(200, {"reset": True, "config": st.config_json()})
         if name == "revoke" and method == "POST":

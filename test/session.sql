@@ -13,7 +13,7 @@ INSERT INTO faults VALUES
     ('22222222-0000-0000-0000-000000000302', '58000'),
     ('22222222-0000-0000-0000-000000000400', '22023'),
     ('22222222-0000-0000-0000-000000000401', '28000'),
-    ('22222222-0000-0000-0000-000000000403', '28000'),
+    ('22222222-0000-0000-0000-000000000403', '42501'),
     ('22222222-0000-0000-0000-000000000404', 'P0002'),
     ('22222222-0000-0000-0000-000000000409', '58000'),
     ('22222222-0000-0000-0000-000000000418', '58000'),
@@ -103,7 +103,7 @@ CREATE FUNCTION pg_temp.answers_with(status text) RETURNS bigint LANGUAGE plpgsq
 BEGIN
     TRUNCATE emulator_sink;
     EXECUTE format('COPY emulator_sink FROM PROGRAM %L WITH (FORMAT csv, QUOTE e''\x01'', DELIMITER e''\x02'')',
-                   format('curl -sf %s/_emulator/stats', current_setting('pcqual.base_url')));
+                   format('curl -sf --noproxy ''*'' %s/_emulator/stats', current_setting('pcqual.base_url')));
     RETURN coalesce((string_agg(line, '')::json -> 'status_counts' ->> status)::bigint, 0) FROM emulator_sink;
 END
 $$;

@@ -191,7 +191,7 @@ SELECT pc_qualifications('11111111-0000-0000-0000-000000000001');   -- (a token,
 CREATE TEMP TABLE final_answers (n int, tenant uuid, label text, want_state text, args text);
 INSERT INTO final_answers VALUES
  (1, '22222222-0000-0000-0000-000000000400', '400', '22023', $$'StateOwnedEntity'$$),
- (2, '22222222-0000-0000-0000-000000000403', '403', '28000', $$'StateOwnedEntity'$$),
+ (2, '22222222-0000-0000-0000-000000000403', '403', '42501', $$'StateOwnedEntity'$$),
  (3, '22222222-0000-0000-0000-000000000404', '404', 'P0002', $$'StateOwnedEntity'$$),
  (4, '22222222-0000-0000-0000-000000000409', '409', '23505', $$'StateOwnedEntity'$$),
  (5, 'd0000000-0000-4000-8000-000000000007', '400 for an unknown validation code', '22023',

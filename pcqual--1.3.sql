@@ -1,0 +1,479 @@
+/* pcqual--1.3.sql: a new installation of pcqual 1.3 */
+
+\echo Use "CREATE EXTENSION pcqual" to load this file. \quit
+
+-- What pcqual--1.0.sql and the updates 1.0--1.1, 1.1--1.2 and 1.2--1.3
+-- build, written as one script.  The two must agree object for object:
+-- sql/upgrade.sql compares a new installation with an updated one, so a
+-- change to an update script needs the same change here.
+--
+-- Nothing is PUBLIC's: every function and table is the superuser's until
+-- granted, except the monitoring functions and views, which
+-- pg_read_all_stats may read.
+
+
+-- Reading qualifications
+
+CREATE FUNCTION pc_qualifications(
+    tenant uuid,
+    OUT qualification text,
+    OUT vetting_status text,
+    OUT vetting_reason text,
+    OUT vetting_created_date timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_qualifications'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+ROWS 2;
+
+COMMENT ON FUNCTION pc_qualifications(uuid) IS
+'Qualifications of one Partner Center customer (GET /v1/customers/{tenant}/qualifications): '
+'qualification, vetting_status, vetting_reason, vetting_created_date, in the order the service sent them. '
+'NULL tenant: no rows and no request. Errors carry the MS-CorrelationId and MS-RequestId.';
+
+REVOKE EXECUTE ON FUNCTION pc_qualifications(uuid) FROM PUBLIC;
+
+-- Not STRICT: a NULL array gives no rows, a NULL on_error is an error.
+CREATE FUNCTION pc_qualifications(
+    tenants uuid[],
+    on_error text DEFAULT 'error',
+    OUT customer_tenant_id uuid,
+    OUT qualification text,
+    OUT vetting_status text,
+    OUT vetting_reason text,
+    OUT vetting_created_date timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_qualifications_bulk'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+ROWS 1000;
+
+COMMENT ON FUNCTION pc_qualifications(uuid[], text) IS
+'Qualifications of many Partner Center customers, fetched concurrently (pcqual.concurrency at a time, '
+'connections reused, retries and Retry-After per request): one row per qualification with its customer_tenant_id. '
+'Each distinct non-NULL tenant is fetched once. on_error => ''error'' (default) raises the first failure; '
+'''warning'' reports one WARNING per failed customer and returns the others'' rows.';
+
+REVOKE EXECUTE ON FUNCTION pc_qualifications(uuid[], text) FROM PUBLIC;
+
+-- With two overloads, a quoted tenant id such as
+-- pc_qualifications('11111111-...') could be a uuid or a uuid[] literal and
+-- PostgreSQL would call the function "not unique".  This overload takes the
+-- literal as text, so quoted ids and bare NULLs work as with one overload.
+CREATE FUNCTION pc_qualifications(
+    tenant text,
+    OUT qualification text,
+    OUT vetting_status text,
+    OUT vetting_reason text,
+    OUT vetting_created_date timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STRICT VOLATILE PARALLEL UNSAFE
+ROWS 2
+AS $$ SELECT * FROM pc_qualifications(tenant::uuid) $$;
+
+COMMENT ON FUNCTION pc_qualifications(text) IS
+'pc_qualifications(uuid) for a tenant id written as a quoted literal.';
+
+REVOKE EXECUTE ON FUNCTION pc_qualifications(text) FROM PUBLIC;
+
+CREATE FUNCTION pc_fetch_qualifications(
+    tenants uuid[],
+    OUT customer_tenant_id uuid,
+    OUT succeeded boolean,
+    OUT qualification text,
+    OUT vetting_status text,
+    OUT vetting_reason text,
+    OUT vetting_created_date timestamptz,
+    OUT error_sqlstate text,
+    OUT error_message text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_fetch_qualifications'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+ROWS 1000;
+
+COMMENT ON FUNCTION pc_fetch_qualifications(uuid[]) IS
+'The bulk fetch with each customer''s outcome, for syncs that must not lose a customer: '
+'its qualifications (succeeded = true); one row with a NULL qualification for a customer that has none; '
+'or one row with succeeded = false, error_sqlstate and error_message (the error it would have raised, '
+'also reported as a WARNING).';
+
+REVOKE EXECUTE ON FUNCTION pc_fetch_qualifications(uuid[]) FROM PUBLIC;
+
+
+-- Discovery
+
+CREATE FUNCTION pc_customers(
+    company_name_prefix text DEFAULT NULL,
+    domain_prefix text DEFAULT NULL,
+    OUT tenant_id uuid,
+    OUT company_name text,
+    OUT domain text,
+    OUT relationship text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_customers'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+ROWS 1000;
+
+COMMENT ON FUNCTION pc_customers(text, text) IS
+'The partner''s customers (GET /v1/customers, every page followed): tenant_id, company_name, domain and '
+'relationship (relationshipToPartner). company_name_prefix or domain_prefix (not both) filters on the '
+'service''s side, ignoring case.';
+
+REVOKE EXECUTE ON FUNCTION pc_customers(text, text) FROM PUBLIC;
+
+CREATE FUNCTION pc_validation_codes(
+    OUT validation_id text,
+    OUT organization_name text,
+    OUT partner_id uuid,
+    OUT max_creates integer,
+    OUT remaining_creates integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_validation_codes'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+ROWS 10;
+
+COMMENT ON FUNCTION pc_validation_codes() IS
+'The partner''s GovernmentCommunityCloud validation codes (GET /v1/customers/all/validations): '
+'validation_id is what pc_create_qualification takes as validation_code.';
+
+REVOKE EXECUTE ON FUNCTION pc_validation_codes() FROM PUBLIC;
+
+
+-- Writes: setting a qualification cannot be undone at Microsoft.  Keep
+-- EXECUTE on this function separate from the read-only ones.
+
+CREATE FUNCTION pc_create_qualification(
+    tenant uuid,
+    qualification text,
+    education_segment text DEFAULT NULL,
+    website text DEFAULT NULL,
+    validation_code text DEFAULT NULL,
+    OUT qualification text,
+    OUT vetting_status text,
+    OUT vetting_reason text,
+    OUT vetting_created_date timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_create_qualification'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+ROWS 1;
+
+COMMENT ON FUNCTION pc_create_qualification(uuid, text, text, text, text) IS
+'Sets a customer''s qualification (POST /v1/customers/{tenant}/qualifications), IRREVERSIBLY: '
+'Education with education_segment K12 or HigherEducation (and optionally website), '
+'GovernmentCommunityCloud with a validation_code from pc_validation_codes(), or StateOwnedEntity. '
+'Needs App+User credentials (pcqual.refresh_token_file). Returns the qualification as the service answered, '
+'usually InReview. Retries reuse the MS-RequestId, so a retried create is not made twice.';
+
+REVOKE EXECUTE ON FUNCTION pc_create_qualification(uuid, text, text, text, text) FROM PUBLIC;
+
+
+-- Sessions
+
+CREATE FUNCTION pc_disconnect()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'pc_disconnect'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION pc_disconnect() IS
+'Closes this session''s cached Partner Center connections and drops the cluster''s access token of the credential '
+'in effect (the next call of any session requests a new one); returns how many connections it closed.';
+
+REVOKE EXECUTE ON FUNCTION pc_disconnect() FROM PUBLIC;
+
+
+-- Scheduled sync: last-known-good state and a history of every change.
+
+CREATE TABLE pc_qualification_state (
+    customer_tenant_id uuid NOT NULL,
+    qualification text NOT NULL,
+    vetting_status text,
+    vetting_reason text,
+    vetting_created_date timestamptz,
+    first_seen_at timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    PRIMARY KEY (customer_tenant_id, qualification)
+);
+
+COMMENT ON TABLE pc_qualification_state IS
+'The latest known qualifications of each customer pc_sync_qualifications has fetched successfully; '
+'a customer whose fetch failed keeps its rows. Where the service lists a qualification more than once, '
+'the row with the latest vetting_created_date is kept.';
+
+CREATE TABLE pc_qualification_changes (
+    change_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer_tenant_id uuid NOT NULL,
+    qualification text NOT NULL,
+    change text NOT NULL CHECK (change IN ('added', 'changed', 'removed')),
+    old_vetting_status text,
+    new_vetting_status text,
+    old_vetting_reason text,
+    new_vetting_reason text,
+    old_vetting_created_date timestamptz,
+    new_vetting_created_date timestamptz,
+    observed_at timestamptz NOT NULL
+);
+
+-- "changes of one customer, newest first"
+CREATE INDEX pc_qualification_changes_customer_idx
+    ON pc_qualification_changes (customer_tenant_id, observed_at DESC, change_id DESC);
+
+COMMENT ON TABLE pc_qualification_changes IS
+'One row per qualification added, changed (status, reason or date) or removed, as pc_sync_qualifications '
+'observed it; appended, never rewritten.';
+
+CREATE TABLE pc_customer_sync (
+    customer_tenant_id uuid PRIMARY KEY,
+    last_attempt_at timestamptz NOT NULL,
+    last_success_at timestamptz,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    last_error_sqlstate text,
+    last_error_message text
+);
+
+-- "customers failing for N syncs"
+CREATE INDEX pc_customer_sync_failing_idx
+    ON pc_customer_sync (consecutive_failures) WHERE consecutive_failures > 0;
+
+COMMENT ON TABLE pc_customer_sync IS
+'How each customer''s last fetch by pc_sync_qualifications went: when it was tried and last succeeded, '
+'how many syncs in a row failed, and the SQLSTATE and message of the last failure.';
+
+-- pg_dump keeps the data of these tables (and the change_id sequence's
+-- position).
+SELECT pg_catalog.pg_extension_config_dump('pc_qualification_state', '');
+SELECT pg_catalog.pg_extension_config_dump('pc_qualification_changes', '');
+SELECT pg_catalog.pg_extension_config_dump('pc_qualification_changes_change_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pc_customer_sync', '');
+
+REVOKE ALL ON pc_qualification_state, pc_qualification_changes, pc_customer_sync FROM PUBLIC;
+
+-- Runs with the extension owner's rights, so that a job role needs only
+-- EXECUTE on it, hence the fixed search_path.
+CREATE FUNCTION pc_sync_qualifications(
+    tenants uuid[],
+    OUT customers integer,
+    OUT succeeded integer,
+    OUT failed integer,
+    OUT rows_changed integer)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = @extschema@, pg_temp
+ROWS 1
+AS $$
+#variable_conflict use_column
+DECLARE
+    synced_at timestamptz := now();
+BEGIN
+    -- One sync at a time per database: a second one waits here for the
+    -- first to commit, then sees its state, so no change is recorded twice.
+    PERFORM pg_advisory_xact_lock(hashtext('pcqual'), hashtext('pc_sync_qualifications'));
+
+    -- (left over only if an earlier sync in this transaction failed)
+    IF to_regclass('pg_temp.pcqual_sync_fetched') IS NOT NULL THEN
+        DROP TABLE pg_temp.pcqual_sync_fetched;
+    END IF;
+    CREATE TEMP TABLE pcqual_sync_fetched ON COMMIT DROP AS
+    SELECT f.*
+    FROM pc_fetch_qualifications(tenants) WITH ORDINALITY AS f(customer_tenant_id, succeeded,
+         qualification, vetting_status, vetting_reason, vetting_created_date,
+         error_sqlstate, error_message, ord);
+
+    -- The answer of each customer that answered, one row per qualification.
+    IF to_regclass('pg_temp.pcqual_sync_latest') IS NOT NULL THEN
+        DROP TABLE pg_temp.pcqual_sync_latest;
+    END IF;
+    CREATE TEMP TABLE pcqual_sync_latest ON COMMIT DROP AS
+    SELECT DISTINCT ON (customer_tenant_id, qualification)
+           customer_tenant_id, qualification, vetting_status, vetting_reason, vetting_created_date
+    FROM pg_temp.pcqual_sync_fetched
+    WHERE succeeded AND qualification IS NOT NULL
+    ORDER BY customer_tenant_id, qualification, vetting_created_date DESC NULLS LAST, ord DESC;
+
+    WITH answered AS (
+        SELECT DISTINCT customer_tenant_id FROM pg_temp.pcqual_sync_fetched WHERE succeeded
+    ), old AS (
+        SELECT s.* FROM pc_qualification_state s JOIN answered USING (customer_tenant_id)
+    )
+    INSERT INTO pc_qualification_changes (customer_tenant_id, qualification, change,
+        old_vetting_status, new_vetting_status, old_vetting_reason, new_vetting_reason,
+        old_vetting_created_date, new_vetting_created_date, observed_at)
+    SELECT coalesce(n.customer_tenant_id, o.customer_tenant_id),
+           coalesce(n.qualification, o.qualification),
+           CASE WHEN o.qualification IS NULL THEN 'added'
+                WHEN n.qualification IS NULL THEN 'removed'
+                ELSE 'changed' END,
+           o.vetting_status, n.vetting_status, o.vetting_reason, n.vetting_reason,
+           o.vetting_created_date, n.vetting_created_date, synced_at
+    FROM old o
+    FULL JOIN pg_temp.pcqual_sync_latest n
+           ON n.customer_tenant_id = o.customer_tenant_id AND n.qualification = o.qualification
+    WHERE o.qualification IS NULL OR n.qualification IS NULL
+       OR (o.vetting_status, o.vetting_reason, o.vetting_created_date)
+          IS DISTINCT FROM (n.vetting_status, n.vetting_reason, n.vetting_created_date)
+    ORDER BY 1, 2;
+    GET DIAGNOSTICS rows_changed = ROW_COUNT;
+
+    DELETE FROM pc_qualification_state s
+    USING (SELECT DISTINCT customer_tenant_id FROM pg_temp.pcqual_sync_fetched WHERE succeeded) a
+    WHERE s.customer_tenant_id = a.customer_tenant_id
+      AND NOT EXISTS (SELECT FROM pg_temp.pcqual_sync_latest n
+                      WHERE n.customer_tenant_id = s.customer_tenant_id
+                        AND n.qualification = s.qualification);
+
+    INSERT INTO pc_qualification_state AS s
+    SELECT customer_tenant_id, qualification, vetting_status, vetting_reason,
+           vetting_created_date, synced_at, synced_at
+    FROM pg_temp.pcqual_sync_latest
+    ON CONFLICT (customer_tenant_id, qualification) DO UPDATE
+       SET vetting_status = excluded.vetting_status,
+           vetting_reason = excluded.vetting_reason,
+           vetting_created_date = excluded.vetting_created_date,
+           last_seen_at = excluded.last_seen_at;
+
+    INSERT INTO pc_customer_sync AS s
+    SELECT DISTINCT ON (customer_tenant_id)
+           customer_tenant_id, synced_at,
+           CASE WHEN succeeded THEN synced_at END,
+           CASE WHEN succeeded THEN 0 ELSE 1 END,
+           error_sqlstate, error_message
+    FROM pg_temp.pcqual_sync_fetched
+    ORDER BY customer_tenant_id
+    ON CONFLICT (customer_tenant_id) DO UPDATE
+       SET last_attempt_at = excluded.last_attempt_at,
+           last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
+           consecutive_failures = CASE WHEN excluded.consecutive_failures = 0 THEN 0
+                                       ELSE s.consecutive_failures + 1 END,
+           last_error_sqlstate = excluded.last_error_sqlstate,
+           last_error_message = excluded.last_error_message;
+
+    SELECT count(DISTINCT customer_tenant_id),
+           count(DISTINCT customer_tenant_id) FILTER (WHERE succeeded),
+           count(DISTINCT customer_tenant_id) FILTER (WHERE NOT succeeded)
+      INTO customers, succeeded, failed
+      FROM pg_temp.pcqual_sync_fetched;
+
+    DROP TABLE pg_temp.pcqual_sync_latest;
+    DROP TABLE pg_temp.pcqual_sync_fetched;
+    RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION pc_sync_qualifications(uuid[]) IS
+'Fetches every distinct non-NULL tenant concurrently and, in the calling transaction, brings '
+'pc_qualification_state, pc_qualification_changes and pc_customer_sync up to date: a customer that answered '
+'replaces its state (changes recorded), one that failed keeps its state and has its failure counted. '
+'Returns customers, succeeded, failed and rows_changed (change rows written). Syncs are serialised. '
+'Runs with the extension owner''s rights: a job role needs only EXECUTE on it.';
+
+REVOKE EXECUTE ON FUNCTION pc_sync_qualifications(uuid[]) FROM PUBLIC;
+
+
+-- Monitoring: readable by monitoring roles, as PostgreSQL's own statistics
+-- are; the resets are the superuser's unless granted.
+
+-- Cumulative counters per endpoint, as pg_stat_statements keeps them per
+-- statement: since pc_stat_reset() or the server's start.
+CREATE FUNCTION pc_stat(
+    OUT endpoint text,
+    OUT requests bigint,
+    OUT status_2xx bigint,
+    OUT status_401 bigint,
+    OUT status_403 bigint,
+    OUT status_404 bigint,
+    OUT status_409 bigint,
+    OUT status_429 bigint,
+    OUT status_4xx_other bigint,
+    OUT status_5xx bigint,
+    OUT status_other bigint,
+    OUT transport_failures bigint,
+    OUT retries bigint,
+    OUT retry_wait_ms double precision,
+    OUT bytes_received bigint,
+    OUT mean_latency_ms double precision,
+    OUT max_latency_ms double precision,
+    OUT p50_latency_ms double precision,
+    OUT p95_latency_ms double precision,
+    OUT p99_latency_ms double precision,
+    OUT shared_token_hits bigint,
+    OUT last_error_at timestamptz,
+    OUT last_error_sqlstate text,
+    OUT last_error_message text,
+    OUT last_error_request_id text,
+    OUT stats_reset timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_stat'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE
+ROWS 5;
+
+COMMENT ON FUNCTION pc_stat() IS
+'What pcqual sent to Partner Center and Azure AD since pc_stat_reset() or the server''s start, '
+'one row per endpoint: attempts by status, retries, bytes, latency, the last error (the pc_stat view).';
+
+CREATE VIEW pc_stat AS SELECT * FROM pc_stat();
+
+CREATE FUNCTION pc_stat_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'pc_stat_reset'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION pc_stat_reset() IS
+'Sets every pc_stat counter back to zero and stats_reset to now.';
+
+-- One row per backend inside a pcqual call: a progress view, like
+-- pg_stat_progress_*.
+CREATE FUNCTION pc_stat_activity(
+    OUT pid integer,
+    OUT function text,
+    OUT started_at timestamptz,
+    OUT customers_total bigint,
+    OUT customers_done bigint,
+    OUT customers_failed bigint,
+    OUT requests_in_flight integer,
+    OUT retries bigint,
+    OUT throttled bigint,
+    OUT waiting_until timestamptz,
+    OUT window_size integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_stat_activity'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION pc_stat_activity() IS
+'One row per backend now inside a pcqual function: customers done of total, requests in flight, '
+'retries, 429s, the pause it waits for (the pc_stat_activity view).';
+
+CREATE VIEW pc_stat_activity AS SELECT * FROM pc_stat_activity();
+
+-- The cluster-wide governor: one row per partner (API) and token endpoint.
+CREATE FUNCTION pc_stat_governor(
+    OUT kind text,
+    OUT target text,
+    OUT in_flight integer,
+    OUT window_size integer,
+    OUT learned_limit integer,
+    OUT paused_until timestamptz,
+    OUT active_backends integer,
+    OUT waiting_backends integer,
+    OUT throttled bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_stat_governor'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION pc_stat_governor() IS
+'The cluster-wide governor''s state per partner: requests in flight, the window, the limit a 429 taught, '
+'the Retry-After pause, backends active and waiting (the pc_stat_governor view).';
+
+CREATE VIEW pc_stat_governor AS SELECT * FROM pc_stat_governor();
+
+CREATE FUNCTION pc_governor_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'pc_governor_reset'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION pc_governor_reset() IS
+'Forgets every partner''s learned window, limit and Retry-After pause: the next call starts afresh. '
+'Requests in flight keep their slots.';
+
+REVOKE ALL ON FUNCTION pc_stat(), pc_stat_activity(), pc_stat_governor() FROM PUBLIC;
+REVOKE ALL ON pc_stat, pc_stat_activity, pc_stat_governor FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pc_stat(), pc_stat_activity(), pc_stat_governor() TO pg_read_all_stats;
+GRANT SELECT ON pc_stat, pc_stat_activity, pc_stat_governor TO pg_read_all_stats;
+REVOKE ALL ON FUNCTION pc_stat_reset(), pc_governor_reset() FROM PUBLIC;
