@@ -115,3 +115,134 @@ REVOKE ALL ON pc_stat, pc_stat_activity, pc_stat_governor FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pc_stat(), pc_stat_activity(), pc_stat_governor() TO pg_read_all_stats;
 GRANT SELECT ON pc_stat, pc_stat_activity, pc_stat_governor TO pg_read_all_stats;
 REVOKE ALL ON FUNCTION pc_stat_reset(), pc_governor_reset() FROM PUBLIC;
+
+-- A sync refuses isolation levels other than READ COMMITTED, and takes its
+-- time once it holds the lock.
+CREATE OR REPLACE FUNCTION pc_sync_qualifications(
+    tenants uuid[],
+    OUT customers integer,
+    OUT succeeded integer,
+    OUT failed integer,
+    OUT rows_changed integer)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = @extschema@, pg_temp
+ROWS 1
+AS $$
+#variable_conflict use_column
+DECLARE
+    synced_at timestamptz;
+BEGIN
+    -- Each statement below must see what the sync before this one
+    -- committed while this one waited for the lock: only READ COMMITTED
+    -- takes a new snapshot per statement.  At REPEATABLE READ or
+    -- SERIALIZABLE the transaction's snapshot predates the wait, so the
+    -- sync would record changes against stale state or fail with 40001.
+    -- Refused before any request is sent.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'pc_sync_qualifications must run at the READ COMMITTED isolation level, not %',
+                        upper(current_setting('transaction_isolation'))
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'Run it in its own transaction, or after SET TRANSACTION ISOLATION LEVEL READ COMMITTED.';
+    END IF;
+
+    -- One sync at a time per database: a second one waits here for the
+    -- first to commit, then sees its state, so no change is recorded twice.
+    PERFORM pg_advisory_xact_lock(hashtext('pcqual'), hashtext('pc_sync_qualifications'));
+    -- The time of this sync, taken once the lock is held (not now(), the
+    -- transaction's start): observed_at then never goes backwards from
+    -- one sync to the next.
+    synced_at := clock_timestamp();
+
+    CREATE TEMP TABLE pcqual_sync_fetched ON COMMIT DROP AS
+    SELECT f.*
+    FROM pc_fetch_qualifications(tenants) WITH ORDINALITY AS f(customer_tenant_id, succeeded,
+         qualification, vetting_status, vetting_reason, vetting_created_date,
+         error_sqlstate, error_message, ord);
+
+    -- The answer of each customer that answered, one row per qualification.
+    CREATE TEMP TABLE pcqual_sync_latest ON COMMIT DROP AS
+    SELECT DISTINCT ON (customer_tenant_id, qualification)
+           customer_tenant_id, qualification, vetting_status, vetting_reason, vetting_created_date
+    FROM pg_temp.pcqual_sync_fetched
+    WHERE succeeded AND qualification IS NOT NULL
+    ORDER BY customer_tenant_id, qualification, vetting_created_date DESC NULLS LAST, ord DESC;
+
+    WITH answered AS (
+        SELECT DISTINCT customer_tenant_id FROM pg_temp.pcqual_sync_fetched WHERE succeeded
+    ), old AS (
+        SELECT s.* FROM pc_qualification_state s JOIN answered USING (customer_tenant_id)
+    )
+    INSERT INTO pc_qualification_changes (customer_tenant_id, qualification, change,
+        old_vetting_status, new_vetting_status, old_vetting_reason, new_vetting_reason,
+        old_vetting_created_date, new_vetting_created_date, observed_at)
+    SELECT coalesce(n.customer_tenant_id, o.customer_tenant_id),
+           coalesce(n.qualification, o.qualification),
+           CASE WHEN o.qualification IS NULL THEN 'added'
+                WHEN n.qualification IS NULL THEN 'removed'
+                ELSE 'changed' END,
+           o.vetting_status, n.vetting_status, o.vetting_reason, n.vetting_reason,
+           o.vetting_created_date, n.vetting_created_date, synced_at
+    FROM old o
+    FULL JOIN pg_temp.pcqual_sync_latest n
+           ON n.customer_tenant_id = o.customer_tenant_id AND n.qualification = o.qualification
+    WHERE o.qualification IS NULL OR n.qualification IS NULL
+       OR (o.vetting_status, o.vetting_reason, o.vetting_created_date)
+          IS DISTINCT FROM (n.vetting_status, n.vetting_reason, n.vetting_created_date)
+    ORDER BY 1, 2;
+    GET DIAGNOSTICS rows_changed = ROW_COUNT;
+
+    DELETE FROM pc_qualification_state s
+    USING (SELECT DISTINCT customer_tenant_id FROM pg_temp.pcqual_sync_fetched WHERE succeeded) a
+    WHERE s.customer_tenant_id = a.customer_tenant_id
+      AND NOT EXISTS (SELECT FROM pg_temp.pcqual_sync_latest n
+                      WHERE n.customer_tenant_id = s.customer_tenant_id
+                        AND n.qualification = s.qualification);
+
+    INSERT INTO pc_qualification_state AS s
+    SELECT customer_tenant_id, qualification, vetting_status, vetting_reason,
+           vetting_created_date, synced_at, synced_at
+    FROM pg_temp.pcqual_sync_latest
+    ON CONFLICT (customer_tenant_id, qualification) DO UPDATE
+       SET vetting_status = excluded.vetting_status,
+           vetting_reason = excluded.vetting_reason,
+           vetting_created_date = excluded.vetting_created_date,
+           last_seen_at = excluded.last_seen_at;
+
+    INSERT INTO pc_customer_sync AS s
+    SELECT DISTINCT ON (customer_tenant_id)
+           customer_tenant_id, synced_at,
+           CASE WHEN succeeded THEN synced_at END,
+           CASE WHEN succeeded THEN 0 ELSE 1 END,
+           error_sqlstate, error_message
+    FROM pg_temp.pcqual_sync_fetched
+    ORDER BY customer_tenant_id
+    ON CONFLICT (customer_tenant_id) DO UPDATE
+       SET last_attempt_at = excluded.last_attempt_at,
+           last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
+           consecutive_failures = CASE WHEN excluded.consecutive_failures = 0 THEN 0
+                                       ELSE s.consecutive_failures + 1 END,
+           last_error_sqlstate = excluded.last_error_sqlstate,
+           last_error_message = excluded.last_error_message;
+
+    SELECT count(DISTINCT customer_tenant_id),
+           count(DISTINCT customer_tenant_id) FILTER (WHERE succeeded),
+           count(DISTINCT customer_tenant_id) FILTER (WHERE NOT succeeded)
+      INTO customers, succeeded, failed
+      FROM pg_temp.pcqual_sync_fetched;
+
+    -- (so that another sync in this transaction can create them again)
+    DROP TABLE pg_temp.pcqual_sync_latest;
+    DROP TABLE pg_temp.pcqual_sync_fetched;
+    RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION pc_sync_qualifications(uuid[]) IS
+'Fetches every distinct non-NULL tenant concurrently and, in the calling transaction, brings '
+'pc_qualification_state, pc_qualification_changes and pc_customer_sync up to date: a customer that answered '
+'replaces its state (changes recorded), one that failed keeps its state and has its failure counted. '
+'Returns customers, succeeded, failed and rows_changed (change rows written). Syncs are serialised; '
+'each runs at READ COMMITTED (other levels are refused) and its observed_at is when it got its turn. '
+'Runs with the extension owner''s rights: a job role needs only EXECUTE on it.';

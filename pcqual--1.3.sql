@@ -261,16 +261,29 @@ ROWS 1
 AS $$
 #variable_conflict use_column
 DECLARE
-    synced_at timestamptz := now();
+    synced_at timestamptz;
 BEGIN
+    -- Each statement below must see what the sync before this one
+    -- committed while this one waited for the lock: only READ COMMITTED
+    -- takes a new snapshot per statement.  At REPEATABLE READ or
+    -- SERIALIZABLE the transaction's snapshot predates the wait, so the
+    -- sync would record changes against stale state or fail with 40001.
+    -- Refused before any request is sent.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'pc_sync_qualifications must run at the READ COMMITTED isolation level, not %',
+                        upper(current_setting('transaction_isolation'))
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'Run it in its own transaction, or after SET TRANSACTION ISOLATION LEVEL READ COMMITTED.';
+    END IF;
+
     -- One sync at a time per database: a second one waits here for the
     -- first to commit, then sees its state, so no change is recorded twice.
     PERFORM pg_advisory_xact_lock(hashtext('pcqual'), hashtext('pc_sync_qualifications'));
+    -- The time of this sync, taken once the lock is held (not now(), the
+    -- transaction's start): observed_at then never goes backwards from
+    -- one sync to the next.
+    synced_at := clock_timestamp();
 
-    -- (left over only if an earlier sync in this transaction failed)
-    IF to_regclass('pg_temp.pcqual_sync_fetched') IS NOT NULL THEN
-        DROP TABLE pg_temp.pcqual_sync_fetched;
-    END IF;
     CREATE TEMP TABLE pcqual_sync_fetched ON COMMIT DROP AS
     SELECT f.*
     FROM pc_fetch_qualifications(tenants) WITH ORDINALITY AS f(customer_tenant_id, succeeded,
@@ -278,9 +291,6 @@ BEGIN
          error_sqlstate, error_message, ord);
 
     -- The answer of each customer that answered, one row per qualification.
-    IF to_regclass('pg_temp.pcqual_sync_latest') IS NOT NULL THEN
-        DROP TABLE pg_temp.pcqual_sync_latest;
-    END IF;
     CREATE TEMP TABLE pcqual_sync_latest ON COMMIT DROP AS
     SELECT DISTINCT ON (customer_tenant_id, qualification)
            customer_tenant_id, qualification, vetting_status, vetting_reason, vetting_created_date
@@ -351,6 +361,7 @@ BEGIN
       INTO customers, succeeded, failed
       FROM pg_temp.pcqual_sync_fetched;
 
+    -- (so that another sync in this transaction can create them again)
     DROP TABLE pg_temp.pcqual_sync_latest;
     DROP TABLE pg_temp.pcqual_sync_fetched;
     RETURN NEXT;
@@ -361,7 +372,8 @@ COMMENT ON FUNCTION pc_sync_qualifications(uuid[]) IS
 'Fetches every distinct non-NULL tenant concurrently and, in the calling transaction, brings '
 'pc_qualification_state, pc_qualification_changes and pc_customer_sync up to date: a customer that answered '
 'replaces its state (changes recorded), one that failed keeps its state and has its failure counted. '
-'Returns customers, succeeded, failed and rows_changed (change rows written). Syncs are serialised. '
+'Returns customers, succeeded, failed and rows_changed (change rows written). Syncs are serialised; '
+'each runs at READ COMMITTED (other levels are refused) and its observed_at is when it got its turn. '
 'Runs with the extension owner''s rights: a job role needs only EXECUTE on it.';
 
 REVOKE EXECUTE ON FUNCTION pc_sync_qualifications(uuid[]) FROM PUBLIC;

@@ -11,9 +11,11 @@
 -- returns one row: customers, succeeded, failed, rows_changed (change rows
 -- written).
 --
--- Each sync below runs in a transaction of its own, and the timestamps it
--- writes are that transaction's now(): the queries inside the transaction
--- compare them with now() rather than show them.
+-- Each sync below runs in a transaction of its own.  The time it writes is
+-- when it got its turn (the lock that serialises syncs, taken after any
+-- wait for another sync), not the transaction's now(): each transaction
+-- reads it back from pc_customer_sync into :synced_at and the queries
+-- compare with it rather than show it.
 SELECT emulator_post('reset');
 TRUNCATE pc_qualification_changes, pc_qualification_state, pc_customer_sync RESTART IDENTITY;
 SET timezone = 'UTC';
@@ -56,19 +58,20 @@ SELECT * FROM pc_sync_qualifications(ARRAY[
     '22222222-0000-0000-0000-000000000404',
     NULL,
     '66666666-0000-0000-0000-000000000001']::uuid[]);
+SELECT max(last_attempt_at) AS synced_at FROM pc_customer_sync \gset
 -- Every qualification is new: 'added'.  The customer without
 -- qualifications and the failed one have no state and no changes.
 SELECT customer_tenant_id, qualification, vetting_status, vetting_reason,
-       vetting_created_date, first_seen_at = now() AS first_seen_now,
-       last_seen_at = now() AS last_seen_now
+       vetting_created_date, first_seen_at = :'synced_at' AS first_seen_now,
+       last_seen_at = :'synced_at' AS last_seen_now
 FROM pc_qualification_state ORDER BY 1, 2;
 SELECT change_id, customer_tenant_id, qualification, change,
        old_vetting_status, new_vetting_status, new_vetting_created_date,
-       observed_at = now() AS observed_now
+       observed_at = :'synced_at' AS observed_now
 FROM pc_qualification_changes ORDER BY change_id;
 -- The failure is recorded with the SQLSTATE and message of its error.
-SELECT customer_tenant_id, last_attempt_at = now() AS attempted_now,
-       last_success_at = now() AS succeeded_now, consecutive_failures,
+SELECT customer_tenant_id, last_attempt_at = :'synced_at' AS attempted_now,
+       last_success_at = :'synced_at' AS succeeded_now, consecutive_failures,
        last_error_sqlstate, last_error_message
 FROM pc_customer_sync ORDER BY 1;
 COMMIT;
@@ -82,13 +85,14 @@ SELECT * FROM pc_sync_qualifications(ARRAY[
     '11111111-0000-0000-0000-000000000015',
     '11111111-0000-0000-0000-000000000007',
     '22222222-0000-0000-0000-000000000404']::uuid[]);
+SELECT max(last_attempt_at) AS synced_at FROM pc_customer_sync \gset
 SELECT count(*) AS change_rows FROM pc_qualification_changes;
 -- The state was seen again now, first seen before.
 SELECT customer_tenant_id, qualification, vetting_status,
-       first_seen_at < now() AS first_seen_before, last_seen_at = now() AS last_seen_now
+       first_seen_at < :'synced_at' AS first_seen_before, last_seen_at = :'synced_at' AS last_seen_now
 FROM pc_qualification_state ORDER BY 1, 2;
-SELECT customer_tenant_id, last_attempt_at = now() AS attempted_now,
-       last_success_at = now() AS succeeded_now, consecutive_failures,
+SELECT customer_tenant_id, last_attempt_at = :'synced_at' AS attempted_now,
+       last_success_at = :'synced_at' AS succeeded_now, consecutive_failures,
        last_error_sqlstate
 FROM pc_customer_sync ORDER BY 1;
 COMMIT;
@@ -109,20 +113,21 @@ BEGIN;
 SELECT * FROM pc_sync_qualifications(ARRAY[
     '66666666-0000-0000-0000-000000000001',
     '66666666-0000-0000-0000-000000000002']::uuid[]);
+SELECT max(last_attempt_at) AS synced_at FROM pc_customer_sync \gset
 -- One row per difference, with the old and the new values.
 SELECT customer_tenant_id, qualification, change,
        old_vetting_status, new_vetting_status, old_vetting_reason, new_vetting_reason,
        old_vetting_created_date, new_vetting_created_date
-FROM pc_qualification_changes WHERE observed_at = now() ORDER BY change_id;
+FROM pc_qualification_changes WHERE observed_at = :'synced_at' ORDER BY change_id;
 -- ...0001's state is replaced; the failed ...0002 keeps its state, as do
 -- the customers that were not synced (not seen now).
 SELECT customer_tenant_id, qualification, vetting_status, vetting_reason,
-       last_seen_at = now() AS last_seen_now
+       last_seen_at = :'synced_at' AS last_seen_now
 FROM pc_qualification_state ORDER BY 1, 2;
 -- ...0002's failure: last_success_at is the previous sync's.  The customers
 -- that were not synced keep their rows (not attempted now).
-SELECT customer_tenant_id, last_attempt_at = now() AS attempted_now,
-       last_success_at < now() AS succeeded_before, consecutive_failures,
+SELECT customer_tenant_id, last_attempt_at = :'synced_at' AS attempted_now,
+       last_success_at < :'synced_at' AS succeeded_before, consecutive_failures,
        last_error_sqlstate, last_error_message
 FROM pc_customer_sync ORDER BY 1;
 COMMIT;
@@ -136,7 +141,8 @@ SELECT emulator_post('customer?tenant=66666666-0000-0000-0000-000000000002',
          "vettingCreatedDate": "2023-05-01T00:00:00Z"}]}');
 BEGIN;
 SELECT * FROM pc_sync_qualifications(ARRAY['66666666-0000-0000-0000-000000000002']::uuid[]);
-SELECT customer_tenant_id, last_success_at = now() AS succeeded_now, consecutive_failures,
+SELECT max(last_attempt_at) AS synced_at FROM pc_customer_sync \gset
+SELECT customer_tenant_id, last_success_at = :'synced_at' AS succeeded_now, consecutive_failures,
        last_error_sqlstate, last_error_message
 FROM pc_customer_sync WHERE customer_tenant_id = '66666666-0000-0000-0000-000000000002';
 COMMIT;
@@ -151,3 +157,13 @@ SELECT change_id, customer_tenant_id, qualification, change, old_vetting_status,
 FROM pc_qualification_changes ORDER BY change_id;
 
 TRUNCATE pc_qualification_changes, pc_qualification_state, pc_customer_sync RESTART IDENTITY;
+
+-- A sync runs at READ COMMITTED: at REPEATABLE READ or SERIALIZABLE its
+-- snapshot would predate its wait for another sync.  Refused before any
+-- request.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT * FROM pc_sync_qualifications(ARRAY['66666666-0000-0000-0000-000000000001']::uuid[]);
+ROLLBACK;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT * FROM pc_sync_qualifications(ARRAY['66666666-0000-0000-0000-000000000001']::uuid[]);
+ROLLBACK;

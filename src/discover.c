@@ -115,14 +115,14 @@ fetch_customer_page(ReturnSetInfo *rsinfo, const char *field, const char *prefix
 {
 	PcqRequest	req;
 	PcqCustomerPage page;
-	char	   *problem;
+	PcqBodyProblem problem;
 
 	pcq_request_init(&req, customers_url(field, prefix, continuation != NULL),
 					 PCQ_SUBJECT_CUSTOMER_LIST, NULL);
 	req.continuation_token = continuation;
 	run_or_raise(&req);
 	if (!pcq_parse_customer_page(req.body, req.body_len, &page, &problem))
-		pcq_report_bad_body(&req, problem, ERROR);
+		pcq_report_bad_body(&req, &problem, ERROR);
 	store_customers(rsinfo, page.customers);
 	return page.continuation_token ?
 		MemoryContextStrdup(keep_cxt, page.continuation_token) : NULL;
@@ -198,7 +198,7 @@ list_validation_codes(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo;
 	PcqRequest	req;
-	char	   *problem;
+	PcqBodyProblem problem;
 	List	   *codes;
 	ListCell   *lc;
 
@@ -208,8 +208,8 @@ list_validation_codes(FunctionCallInfo fcinfo)
 					 PCQ_SUBJECT_VALIDATIONS, NULL);
 	run_or_raise(&req);
 	codes = pcq_parse_validation_codes(req.body, req.body_len, &problem);
-	if (problem != NULL)
-		pcq_report_bad_body(&req, problem, ERROR);
+	if (problem.text != NULL)
+		pcq_report_bad_body(&req, &problem, ERROR);
 	foreach(lc, codes)
 	{
 		PcqValidationCode *v = lfirst(lc);

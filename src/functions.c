@@ -265,7 +265,7 @@ static bool
 consume_answer(FetchState *state, PcqRequest *req, const pg_uuid_t *tenant)
 {
 	PcqFailure	failure;
-	char	   *problem;
+	PcqBodyProblem problem;
 	List	   *rows;
 
 	if (req->outcome != PCQ_ANSWERED || req->status < 200 || req->status > 299)
@@ -275,9 +275,9 @@ consume_answer(FetchState *state, PcqRequest *req, const pg_uuid_t *tenant)
 		return false;
 	}
 	rows = pcq_parse_qualifications(req->body, req->body_len, &problem);
-	if (problem != NULL)
+	if (problem.text != NULL)
 	{
-		pcq_describe_bad_body(req, problem, &failure);
+		pcq_describe_bad_body(req, &problem, &failure);
 		pcq_stat_failure(req, &failure);
 		handle_failure(state, tenant, &failure);
 		return false;

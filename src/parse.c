@@ -16,6 +16,9 @@
 #include <limits.h>
 #include <math.h>
 
+#include "catalog/namespace.h"
+#include "common/string.h"
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
@@ -29,7 +32,7 @@
 #error "pcqual needs cJSON 1.7.13 or later"
 #endif
 
-static void describe_invalid_json(size_t len, size_t error_offset, char **problem);
+static void describe_invalid_json(size_t len, size_t error_offset, PcqBodyProblem *problem);
 
 /* Longest token lifetime believed. */
 #define MAX_TOKEN_LIFETIME_SECS 86400.0
@@ -57,20 +60,102 @@ parse_json(const char *body, size_t len, size_t *error_offset)
 	return root;
 }
 
+/* How a JSON string became server-encoded text. */
+typedef enum TextOutcome
+{
+	TEXT_CONVERTED,
+	TEXT_NOT_UTF8,
+	TEXT_UNTRANSLATABLE			/* a character the database encoding lacks */
+} TextOutcome;
+
 /*
- * A JSON string as server-encoded text, or NULL when it is not valid UTF-8.
- * Conversion to a non-UTF-8 server encoding can still raise an ERROR for a
- * character that encoding lacks; that message names the character.
+ * A JSON string as server-encoded text in *out.  Unlike pg_any_to_server(),
+ * this never raises: in a LATIN1 database a customer's text with a
+ * character LATIN1 lacks must be that customer's failure, not the
+ * statement's (a sync goes on with the other customers).
  */
-static char *
-json_text(const cJSON *value)
+static TextOutcome
+server_text(const cJSON *value, char **out)
 {
 	const char *s = value->valuestring;
 	int			len = strlen(s);
+	int			encoding = GetDatabaseEncoding();
+	Oid			proc;
+	int			destlen;
+	unsigned char *dest;
 
+	*out = NULL;
 	if (!pg_verify_mbstr(PG_UTF8, s, len, true))
-		return NULL;
-	return pstrdup((const char *) pg_any_to_server(s, len, PG_UTF8));
+		return TEXT_NOT_UTF8;
+	if (encoding == PG_UTF8 || encoding == PG_SQL_ASCII || pg_is_ascii(s))
+	{
+		*out = pnstrdup(s, len);
+		return TEXT_CONVERTED;
+	}
+	proc = FindDefaultConversionProc(PG_UTF8, encoding);
+	if (!OidIsValid(proc))
+		return TEXT_UNTRANSLATABLE;
+	/* pg_do_encoding_conversion_buf() wants room for the worst case */
+	destlen = len * MAX_CONVERSION_GROWTH + MAX_CONVERSION_GROWTH + 1;
+	dest = palloc(destlen);
+	if (pg_do_encoding_conversion_buf(proc, PG_UTF8, encoding,
+									  (unsigned char *) s, len,
+									  dest, destlen, true) < len)
+	{
+		pfree(dest);
+		return TEXT_UNTRANSLATABLE;
+	}
+	*out = (char *) dest;
+	return TEXT_CONVERTED;
+}
+
+/*
+ * Text for a message or a WARNING, whatever the database encoding: when
+ * the string cannot be converted (a character the encoding lacks, bytes
+ * that are not UTF-8), its ASCII with one '?' for each other character.
+ */
+static char *
+lossy_text(const cJSON *value)
+{
+	char	   *text;
+	const unsigned char *s;
+	StringInfoData ascii;
+
+	if (server_text(value, &text) == TEXT_CONVERTED)
+		return text;
+	initStringInfo(&ascii);
+	for (s = (const unsigned char *) value->valuestring; *s != '\0'; s++)
+	{
+		if (*s < 0x80)
+			appendStringInfoChar(&ascii, (char) *s);
+		else if ((*s & 0xC0) != 0x80)
+			appendStringInfoChar(&ascii, '?');	/* one per character */
+	}
+	return ascii.data;
+}
+
+/*
+ * A string field of an item as server-encoded text; false with *problem
+ * set (22P05 for an untranslatable character) when it cannot be stored.
+ */
+static bool
+field_text(const cJSON *value, int index, const char *key, char **out,
+		   PcqBodyProblem *problem)
+{
+	switch (server_text(value, out))
+	{
+		case TEXT_CONVERTED:
+			return true;
+		case TEXT_NOT_UTF8:
+			problem->text = psprintf("item %d: \"%s\" is not valid UTF-8", index, key);
+			return false;
+		case TEXT_UNTRANSLATABLE:
+			problem->text = psprintf("item %d: \"%s\" has a character with no equivalent in encoding \"%s\"",
+									 index, key, GetDatabaseEncodingName());
+			problem->sqlstate = ERRCODE_UNTRANSLATABLE_CHARACTER;
+			return false;
+	}
+	pg_unreachable();
 }
 
 /*
@@ -147,7 +232,7 @@ pcq_parse_iso8601(const char *text, TimestampTz *result)
 /* An optional text field: absent or null gives NULL. */
 static bool
 optional_text(const cJSON *item, const char *key, int index, char **out,
-			  char **problem)
+			  PcqBodyProblem *problem)
 {
 	const cJSON *value = cJSON_GetObjectItem(item, key);
 
@@ -156,16 +241,10 @@ optional_text(const cJSON *item, const char *key, int index, char **out,
 		return true;
 	if (!cJSON_IsString(value))
 	{
-		*problem = psprintf("item %d: \"%s\" is neither a string nor null", index, key);
+		problem->text = psprintf("item %d: \"%s\" is neither a string nor null", index, key);
 		return false;
 	}
-	*out = json_text(value);
-	if (*out == NULL)
-	{
-		*problem = psprintf("item %d: \"%s\" is not valid UTF-8", index, key);
-		return false;
-	}
-	return true;
+	return field_text(value, index, key, out, problem);
 }
 
 static const char *
@@ -198,40 +277,37 @@ vetting_date(const cJSON *item, PcqQualification *q)
 		return;
 	if (cJSON_IsString(value))
 	{
-		char	   *text = json_text(value);
+		char	   *text;
 
-		if (text != NULL && pcq_parse_iso8601(text, &q->vetting_created_date))
+		if (server_text(value, &text) == TEXT_CONVERTED &&
+			pcq_parse_iso8601(text, &q->vetting_created_date))
 			q->has_created_date = true;
 		else
-			q->unparsed_date = text ? text : pstrdup("(not valid UTF-8)");
+			q->unparsed_date = text ? text : lossy_text(value);
 	}
 	else
 		q->unparsed_date = psprintf("(%s)", json_type_name(value));
 }
 
 static PcqQualification *
-qualification_from_item(const cJSON *item, int index, char **problem)
+qualification_from_item(const cJSON *item, int index, PcqBodyProblem *problem)
 {
 	PcqQualification *q = palloc0(sizeof(PcqQualification));
 	const cJSON *name;
 
 	if (!cJSON_IsObject(item))
 	{
-		*problem = psprintf("item %d is %s, not an object", index, json_type_name(item));
+		problem->text = psprintf("item %d is %s, not an object", index, json_type_name(item));
 		return NULL;
 	}
 	name = cJSON_GetObjectItem(item, "qualification");
 	if (!cJSON_IsString(name))
 	{
-		*problem = psprintf("item %d has no string \"qualification\"", index);
+		problem->text = psprintf("item %d has no string \"qualification\"", index);
 		return NULL;
 	}
-	q->qualification = json_text(name);
-	if (q->qualification == NULL)
-	{
-		*problem = psprintf("item %d: \"qualification\" is not valid UTF-8", index);
+	if (!field_text(name, index, "qualification", &q->qualification, problem))
 		return NULL;
-	}
 	if (!optional_text(item, "vettingStatus", index, &q->vetting_status, problem) ||
 		!optional_text(item, "vettingReason", index, &q->vetting_reason, problem))
 		return NULL;
@@ -246,7 +322,7 @@ qualification_from_item(const cJSON *item, int index, char **problem)
  */
 static const cJSON *
 find_items(const cJSON *root, const char *wrapper, const char *key,
-		   bool *single, char **problem)
+		   bool *single, PcqBodyProblem *problem)
 {
 	const cJSON *list;
 
@@ -255,7 +331,7 @@ find_items(const cJSON *root, const char *wrapper, const char *key,
 		return root;
 	if (!cJSON_IsObject(root))
 	{
-		*problem = psprintf("the body is %s, not an array or object", json_type_name(root));
+		problem->text = psprintf("the body is %s, not an array or object", json_type_name(root));
 		return NULL;
 	}
 	list = cJSON_GetObjectItem(root, wrapper);
@@ -265,7 +341,7 @@ find_items(const cJSON *root, const char *wrapper, const char *key,
 	{
 		if (!cJSON_IsArray(list))
 		{
-			*problem = pstrdup("the collection in the body is not an array");
+			problem->text = pstrdup("the collection in the body is not an array");
 			return NULL;
 		}
 		return list;
@@ -275,16 +351,16 @@ find_items(const cJSON *root, const char *wrapper, const char *key,
 		*single = true;
 		return root;
 	}
-	*problem = psprintf("the body has neither \"items\", \"%s\" nor \"%s\"", wrapper, key);
+	problem->text = psprintf("the body has neither \"items\", \"%s\" nor \"%s\"", wrapper, key);
 	return NULL;
 }
 
 /* Parses one item of a collection; NULL with *problem set when it is bad. */
-typedef void *(*ItemParser) (const cJSON *item, int index, char **problem);
+typedef void *(*ItemParser) (const cJSON *item, int index, PcqBodyProblem *problem);
 
 static List *
 items_from_json(const cJSON *root, const char *wrapper, const char *key,
-				ItemParser parse_item, char **problem)
+				ItemParser parse_item, PcqBodyProblem *problem)
 {
 	const cJSON *items;
 	const cJSON *item;
@@ -319,13 +395,14 @@ items_from_json(const cJSON *root, const char *wrapper, const char *key,
  */
 static List *
 parse_item_list(const char *body, size_t len, const char *wrapper,
-				const char *key, ItemParser parse_item, char **problem)
+				const char *key, ItemParser parse_item, PcqBodyProblem *problem)
 {
 	cJSON	   *root;
 	size_t		error_offset;
 	List	   *volatile result = NIL;
 
-	*problem = NULL;
+	problem->text = NULL;
+	problem->sqlstate = 0;
 	root = parse_json(body, len, &error_offset);
 	if (root == NULL)
 	{
@@ -345,14 +422,14 @@ parse_item_list(const char *body, size_t len, const char *wrapper,
 }
 
 static void *
-qualification_item(const cJSON *item, int index, char **problem)
+qualification_item(const cJSON *item, int index, PcqBodyProblem *problem)
 {
 	return qualification_from_item(item, index, problem);
 }
 
 /* A customer's qualifications, in the order the service sent them. */
 List *
-pcq_parse_qualifications(const char *body, size_t len, char **problem)
+pcq_parse_qualifications(const char *body, size_t len, PcqBodyProblem *problem)
 {
 	return parse_item_list(body, len, "qualifications", "qualification",
 						   qualification_item, problem);
@@ -486,7 +563,7 @@ message_text(const cJSON *value)
 {
 	char	   *text;
 
-	if (!cJSON_IsString(value) || (text = json_text(value)) == NULL || text[0] == '\0')
+	if (!cJSON_IsString(value) || (text = lossy_text(value))[0] == '\0')
 		return NULL;
 	return pcq_quotable_text(text, strlen(text));
 }
@@ -649,7 +726,7 @@ pcq_parse_token_answer(const char *body, size_t len, PcqTokenAnswer *answer)
 /* An optional integer field: absent or null leaves *has false. */
 static bool
 optional_int(const cJSON *item, const char *key, int index, bool *has,
-			 int *out, char **problem)
+			 int *out, PcqBodyProblem *problem)
 {
 	const cJSON *value = cJSON_GetObjectItem(item, key);
 
@@ -659,7 +736,7 @@ optional_int(const cJSON *item, const char *key, int index, bool *has,
 	if (!cJSON_IsNumber(value) || value->valuedouble != floor(value->valuedouble) ||
 		value->valuedouble < INT_MIN || value->valuedouble > INT_MAX)
 	{
-		*problem = psprintf("item %d: \"%s\" is not an integer", index, key);
+		problem->text = psprintf("item %d: \"%s\" is not an integer", index, key);
 		return false;
 	}
 	*out = (int) value->valuedouble;
@@ -668,19 +745,19 @@ optional_int(const cJSON *item, const char *key, int index, bool *has,
 }
 
 static PcqCustomer *
-customer_from_item(const cJSON *item, int index, char **problem)
+customer_from_item(const cJSON *item, int index, PcqBodyProblem *problem)
 {
 	PcqCustomer *c = palloc0(sizeof(PcqCustomer));
 	const cJSON *profile = cJSON_GetObjectItem(item, "companyProfile");
 
 	if (!cJSON_IsObject(item))
 	{
-		*problem = psprintf("item %d is %s, not an object", index, json_type_name(item));
+		problem->text = psprintf("item %d is %s, not an object", index, json_type_name(item));
 		return NULL;
 	}
 	if (profile != NULL && !cJSON_IsNull(profile) && !cJSON_IsObject(profile))
 	{
-		*problem = psprintf("item %d: \"companyProfile\" is not an object", index);
+		problem->text = psprintf("item %d: \"companyProfile\" is not an object", index);
 		return NULL;
 	}
 	if (!cJSON_IsObject(profile))
@@ -692,7 +769,7 @@ customer_from_item(const cJSON *item, int index, char **problem)
 		return NULL;
 	if (c->tenant_id == NULL || !pcq_is_guid(c->tenant_id))
 	{
-		*problem = psprintf("item %d has no GUID in \"companyProfile.tenantId\" or \"id\"", index);
+		problem->text = psprintf("item %d has no GUID in \"companyProfile.tenantId\" or \"id\"", index);
 		return NULL;
 	}
 	if ((profile != NULL &&
@@ -709,7 +786,7 @@ customer_from_item(const cJSON *item, int index, char **problem)
  * would restart the list.
  */
 static bool
-continuation_token(const cJSON *root, char **token, char **problem)
+continuation_token(const cJSON *root, char **token, PcqBodyProblem *problem)
 {
 	const cJSON *links = cJSON_GetObjectItem(root, "links");
 	const cJSON *next = cJSON_IsObject(links) ? cJSON_GetObjectItem(links, "next") : NULL;
@@ -734,12 +811,12 @@ continuation_token(const cJSON *root, char **token, char **problem)
 			return true;
 		}
 	}
-	*problem = pstrdup("\"links.next\" has no usable MS-ContinuationToken header");
+	problem->text = pstrdup("\"links.next\" has no usable MS-ContinuationToken header");
 	return false;
 }
 
 static bool
-customer_page_from_json(const cJSON *root, PcqCustomerPage *page, char **problem)
+customer_page_from_json(const cJSON *root, PcqCustomerPage *page, PcqBodyProblem *problem)
 {
 	const cJSON *items;
 	const cJSON *item;
@@ -747,13 +824,13 @@ customer_page_from_json(const cJSON *root, PcqCustomerPage *page, char **problem
 
 	if (!cJSON_IsObject(root))
 	{
-		*problem = psprintf("the body is %s, not an object", json_type_name(root));
+		problem->text = psprintf("the body is %s, not an object", json_type_name(root));
 		return false;
 	}
 	items = cJSON_GetObjectItem(root, "items");
 	if (!cJSON_IsArray(items))
 	{
-		*problem = pstrdup("the body has no \"items\" array");
+		problem->text = pstrdup("the body has no \"items\" array");
 		return false;
 	}
 	cJSON_ArrayForEach(item, items)
@@ -768,26 +845,27 @@ customer_page_from_json(const cJSON *root, PcqCustomerPage *page, char **problem
 }
 
 static void
-describe_invalid_json(size_t len, size_t error_offset, char **problem)
+describe_invalid_json(size_t len, size_t error_offset, PcqBodyProblem *problem)
 {
 	if (len == 0)
-		*problem = pstrdup("the body is empty");
+		problem->text = pstrdup("the body is empty");
 	else
-		*problem = psprintf("the body is not valid JSON (at byte %zu of %zu)",
+		problem->text = psprintf("the body is not valid JSON (at byte %zu of %zu)",
 							error_offset, len);
 }
 
 /* One page of GET /v1/customers; false with *problem on a bad body. */
 bool
 pcq_parse_customer_page(const char *body, size_t len, PcqCustomerPage *page,
-						char **problem)
+						PcqBodyProblem *problem)
 {
 	cJSON	   *root;
 	size_t		error_offset;
 	volatile bool ok = false;
 
 	memset(page, 0, sizeof(*page));
-	*problem = NULL;
+	problem->text = NULL;
+	problem->sqlstate = 0;
 	root = parse_json(body, len, &error_offset);
 	if (root == NULL)
 	{
@@ -807,22 +885,24 @@ pcq_parse_customer_page(const char *body, size_t len, PcqCustomerPage *page,
 }
 
 static PcqValidationCode *
-validation_code_from_item(const cJSON *item, int index, char **problem)
+validation_code_from_item(const cJSON *item, int index, PcqBodyProblem *problem)
 {
 	PcqValidationCode *v = palloc0(sizeof(PcqValidationCode));
 	const cJSON *id;
 
 	if (!cJSON_IsObject(item))
 	{
-		*problem = psprintf("item %d is %s, not an object", index, json_type_name(item));
+		problem->text = psprintf("item %d is %s, not an object", index, json_type_name(item));
 		return NULL;
 	}
 	id = cJSON_GetObjectItem(item, "validationId");
-	if (!cJSON_IsString(id) || (v->validation_id = json_text(id)) == NULL)
+	if (!cJSON_IsString(id))
 	{
-		*problem = psprintf("item %d has no string \"validationId\"", index);
+		problem->text = psprintf("item %d has no string \"validationId\"", index);
 		return NULL;
 	}
+	if (!field_text(id, index, "validationId", &v->validation_id, problem))
+		return NULL;
 	if (!optional_text(item, "organizationName", index, &v->organization_name, problem) ||
 		!optional_text(item, "partnerId", index, &v->partner_id, problem) ||
 		!optional_int(item, "maxCreates", index, &v->has_max_creates,
@@ -832,21 +912,21 @@ validation_code_from_item(const cJSON *item, int index, char **problem)
 		return NULL;
 	if (v->partner_id != NULL && !pcq_is_guid(v->partner_id))
 	{
-		*problem = psprintf("item %d: \"partnerId\" is not a GUID", index);
+		problem->text = psprintf("item %d: \"partnerId\" is not a GUID", index);
 		return NULL;
 	}
 	return v;
 }
 
 static void *
-validation_code_item(const cJSON *item, int index, char **problem)
+validation_code_item(const cJSON *item, int index, PcqBodyProblem *problem)
 {
 	return validation_code_from_item(item, index, problem);
 }
 
 /* GET /v1/customers/all/validations, in the shapes qualifications use. */
 List *
-pcq_parse_validation_codes(const char *body, size_t len, char **problem)
+pcq_parse_validation_codes(const char *body, size_t len, PcqBodyProblem *problem)
 {
 	return parse_item_list(body, len, "validations", "validationId",
 						   validation_code_item, problem);

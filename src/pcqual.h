@@ -336,12 +336,23 @@ typedef struct PcqValidationCode
 	int			remaining_creates;
 } PcqValidationCode;
 
+/*
+ * What was wrong with a body: text for the message, and the SQLSTATE when
+ * it is not 22032 (invalid JSON text), e.g. 22P05 for a character the
+ * database's encoding lacks.
+ */
+typedef struct PcqBodyProblem
+{
+	char	   *text;			/* NULL: nothing wrong */
+	int			sqlstate;		/* 0: ERRCODE_INVALID_JSON_TEXT */
+} PcqBodyProblem;
+
 extern List *pcq_parse_qualifications(const char *body, size_t len,
-									  char **problem);
+									  PcqBodyProblem *problem);
 extern bool pcq_parse_customer_page(const char *body, size_t len,
-									PcqCustomerPage *page, char **problem);
+									PcqCustomerPage *page, PcqBodyProblem *problem);
 extern List *pcq_parse_validation_codes(const char *body, size_t len,
-										char **problem);
+										PcqBodyProblem *problem);
 extern bool pcq_parse_iso8601(const char *text, TimestampTz *result);
 extern void pcq_parse_error_body(const char *body, size_t len,
 								 char **code, char **text);
@@ -363,11 +374,11 @@ typedef struct PcqFailure
 } PcqFailure;
 
 extern void pcq_describe_failure(const PcqRequest *req, PcqFailure *failure);
-extern void pcq_describe_bad_body(const PcqRequest *req, const char *problem,
+extern void pcq_describe_bad_body(const PcqRequest *req, const PcqBodyProblem *problem,
 								  PcqFailure *failure);
 extern void pcq_raise(const PcqFailure *failure, int elevel);
 extern void pcq_report_failure(const PcqRequest *req, int elevel);
-extern void pcq_report_bad_body(const PcqRequest *req, const char *problem,
+extern void pcq_report_bad_body(const PcqRequest *req, const PcqBodyProblem *problem,
 								int elevel);
 extern void pcq_report_token_refusal(const PcqRequest *req,
 									 const PcqTokenAnswer *answer,

@@ -238,12 +238,13 @@ pcq_describe_failure(const PcqRequest *req, PcqFailure *f)
 
 /* Describe a 2xx answer whose body is not what the request asks for. */
 void
-pcq_describe_bad_body(const PcqRequest *req, const char *problem, PcqFailure *f)
+pcq_describe_bad_body(const PcqRequest *req, const PcqBodyProblem *problem,
+					  PcqFailure *f)
 {
 	memset(f, 0, sizeof(*f));
-	f->sqlstate = ERRCODE_INVALID_JSON_TEXT;
+	f->sqlstate = problem->sqlstate != 0 ? problem->sqlstate : ERRCODE_INVALID_JSON_TEXT;
 	f->message = psprintf(_("invalid answer from %s for %s: %s"),
-						  service(req), subject(req), problem);
+						  service(req), subject(req), problem->text);
 	f->detail = request_ids(req);
 }
 
@@ -267,7 +268,8 @@ pcq_report_failure(const PcqRequest *req, int elevel)
 }
 
 void
-pcq_report_bad_body(const PcqRequest *req, const char *problem, int elevel)
+pcq_report_bad_body(const PcqRequest *req, const PcqBodyProblem *problem,
+					int elevel)
 {
 	PcqFailure	f;
 

@@ -205,7 +205,7 @@ create_qualification(FunctionCallInfo fcinfo)
 	PcqRequest	req;
 	char	   *tenant;
 	char	   *path;
-	char	   *problem;
+	PcqBodyProblem problem;
 	List	   *rows;
 
 	check_create_request(fcinfo, &create);
@@ -223,8 +223,8 @@ create_qualification(FunctionCallInfo fcinfo)
 	if (req.outcome != PCQ_ANSWERED || (req.status != 200 && req.status != 201))
 		pcq_report_failure(&req, ERROR);
 	rows = pcq_parse_qualifications(req.body, req.body_len, &problem);
-	if (problem != NULL)
-		pcq_report_bad_body(&req, problem, ERROR);
+	if (problem.text != NULL)
+		pcq_report_bad_body(&req, &problem, ERROR);
 	pcq_store_qualifications((ReturnSetInfo *) fcinfo->resultinfo, tenant, rows);
 	pcq_activity_customers(1, 0);
 }

@@ -4,7 +4,7 @@
 -- a larger population, and a job role with EXECUTE only.
 \ir helpers.inc
 \set QUIET 1
-SELECT plan(45);
+SELECT plan(48);
 
 SET pcqual.max_retries = 0;            -- a failing customer fails at once
 SET client_min_messages = error;       -- (each failed customer is also a WARNING)
@@ -18,11 +18,15 @@ SET client_min_messages = error;       -- (each failed customer is also a WARNIN
 \set t_out    'e0000000-0000-4000-8000-000000000006'
 \set t_dup    '11111111-0000-0000-0000-000000000015'
 
--- Each sync's result, with the time it records (now() of its transaction).
+-- Each sync's result, with the time it records (when it got its turn),
+-- read back from pc_customer_sync.
 CREATE TEMP TABLE syncs (n int PRIMARY KEY, at timestamptz, customers int, succeeded int,
                          failed int, rows_changed int);
-CREATE FUNCTION pg_temp.sync(n int, tenants uuid[]) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO syncs SELECT n, now(), * FROM pc_sync_qualifications(tenants)
+CREATE FUNCTION pg_temp.sync(n int, tenants uuid[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO syncs SELECT n, NULL, * FROM pc_sync_qualifications(tenants);
+    UPDATE syncs SET at = (SELECT max(last_attempt_at) FROM pc_customer_sync) WHERE syncs.n = sync.n;
+END
 $$;
 CREATE FUNCTION pg_temp.at(n int) RETURNS timestamptz LANGUAGE sql AS $$
     SELECT at FROM syncs WHERE syncs.n = at.n
@@ -232,6 +236,50 @@ SELECT count(*) FROM unnest(ARRAY['sync_a', 'sync_b']) c, LATERAL dblink_get_res
 SELECT dblink_disconnect('sync_a');
 SELECT dblink_disconnect('sync_b');
 SELECT pg_temp.emulator('config?latency_ms=0');
+
+------------------------------------------------------------------------
+-- A sync that waited for another takes its time once it has its turn, not
+-- when its transaction began: observed_at never goes backwards.  Here this
+-- session holds the syncs' lock while the other's sync waits.
+SELECT pg_advisory_lock(hashtext('pcqual'), hashtext('pc_sync_qualifications'));
+SELECT dblink_connect('sync_late', pg_temp.self_connstr());
+SELECT dblink_send_query('sync_late', format('SELECT * FROM pc_sync_qualifications(%L)', (SELECT tenants FROM pair)));
+DO $$
+BEGIN
+    FOR i IN 1..500 LOOP
+        EXIT WHEN EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pcqual_tap_peer'
+                          AND wait_event_type = 'Lock' AND wait_event = 'advisory');
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+SELECT pg_sleep(0.2);
+CREATE TEMP TABLE released AS SELECT clock_timestamp() AS at;
+SELECT pg_advisory_unlock(hashtext('pcqual'), hashtext('pc_sync_qualifications'));
+SELECT count(*) FROM dblink_get_result('sync_late', false) AS r(customers int, succeeded int, failed int, rows_changed int);
+SELECT count(*) FROM dblink_get_result('sync_late', false) AS r(n int);
+SELECT dblink_disconnect('sync_late');
+SELECT ok((SELECT min(last_attempt_at) FROM pc_customer_sync WHERE customer_tenant_id = ANY ((SELECT tenants FROM pair)::uuid[]))
+          > (SELECT at FROM released),
+          'a sync that waited for the lock records the time it got it, after the other sync''s end');
+
+-- At REPEATABLE READ or SERIALIZABLE a sync is refused, before any request.
+SELECT coalesce(max(seq), 0) AS seq_before_refused FROM pg_temp.emulator_log() \gset
+CREATE TEMP TABLE refused (level text, state text, message text);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+INSERT INTO refused SELECT 'REPEATABLE READ', state, message
+    FROM pg_temp.error_of(format('SELECT * FROM pc_sync_qualifications(%L)', (SELECT tenants FROM pair)));
+COMMIT;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+INSERT INTO refused SELECT 'SERIALIZABLE', state, message
+    FROM pg_temp.error_of(format('SELECT * FROM pc_sync_qualifications(%L)', (SELECT tenants FROM pair)));
+COMMIT;
+SELECT results_eq($$SELECT state, message FROM refused ORDER BY level$$,
+    $$VALUES ('0A000', 'pc_sync_qualifications must run at the READ COMMITTED isolation level, not REPEATABLE READ'),
+             ('0A000', 'pc_sync_qualifications must run at the READ COMMITTED isolation level, not SERIALIZABLE')$$,
+    'REPEATABLE READ and SERIALIZABLE: 0A000, naming READ COMMITTED');
+SELECT is((SELECT count(*) FROM pg_temp.emulator_log() WHERE seq > :seq_before_refused AND kind = 'api'), 0::bigint,
+          'and nothing was sent');
 
 ------------------------------------------------------------------------
 -- A population of 300 (the emulator's 44444444- customers): a change in

@@ -749,277 +749,151 @@ GetDatabaseEncoding(void)
 	return PG_UTF8;
 }
 
-/* ---- datetime: the ISO 8601 subset parse.c uses ---- */
+/* ---- datetime: stand-ins that record, and parse nothing ---- */
 
 /*
- * Split timestr into fields, in the manner of the backend's ParseDateTime:
- * a date ("2024-01-31", DTK_DATE), a time ("10:00:00.5", DTK_TIME), a word
- * (lower-cased, DTK_STRING, e.g. the ISO "t"), or plain digits (DTK_NUMBER);
- * whitespace separates.  Other characters are DTERR_BAD_FORMAT here.
+ * The backend's ParseDateTime, DecodeDateTime and tm2timestamp are not
+ * here: they are in the postgres executable only.  These stand-ins do not
+ * read a date.  They check that parse.c drives them the way the real ones
+ * must be driven (the fields ParseDateTime produced go to DecodeDateTime,
+ * the pg_tm and fsec DecodeDateTime filled go to tm2timestamp unchanged, a
+ * stage is never called after one failed), record what they were given,
+ * and answer as a function of the text: an FNV-1a hash of it picks, one
+ * time in sixteen each, a ParseDateTime error, a DecodeDateTime error, a
+ * DecodeDateTime answer that is not DTK_DATE (as for "epoch"), a
+ * tm2timestamp error, or a tm2timestamp "success" outside PostgreSQL's
+ * range; otherwise a valid timestamp derived from the hash and the zone
+ * offset.  So the fuzzer reaches every branch of pcq_parse_iso8601 after
+ * its shape check, and the harness can tell what parse.c should have made
+ * of the answers; what the real routines make of a text is checked in a
+ * running server by test/fuzz/dates-in-server.sh.
  */
+enum
+{
+	SHIM_DATE_PARSE_FAILS,
+	SHIM_DATE_DECODE_FAILS,
+	SHIM_DATE_NOT_A_DATE,
+	SHIM_DATE_TIMESTAMP_FAILS,
+	SHIM_DATE_OUT_OF_RANGE
+	/* anything above: success */
+};
+
+static ShimDateRecord shim_date;
+static uint32 shim_date_hash;
+static char *shim_date_workbuf;
+static struct pg_tm shim_date_tm;
+static fsec_t shim_date_fsec;
+
+void
+shim_date_forget(void)
+{
+	memset(&shim_date, 0, sizeof(shim_date));
+	shim_date_workbuf = NULL;
+}
+
+const ShimDateRecord *
+shim_date_record(void)
+{
+	return &shim_date;
+}
+
+static uint32
+fnv1a(const char *s)
+{
+	uint32		h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char) *s) * 16777619u;
+	return h;
+}
+
 int
 ParseDateTime(const char *timestr, char *workbuf, size_t buflen,
 			  char **field, int *ftype, int maxfields, int *numfields)
 {
-	const char *cp = timestr;
-	char	   *bufp = workbuf;
-	const char *bufend = workbuf + buflen;
-	int			nf = 0;
+	size_t		len = strlen(timestr);	/* ASan: timestr is a C string */
 
-#define APPEND(ch) \
-	do { \
-		if (bufp >= bufend) \
-			return DTERR_BAD_FORMAT; \
-		*bufp++ = (ch); \
-	} while (0)
-
-	while (*cp)
-	{
-		if (isspace((unsigned char) *cp))
-		{
-			cp++;
-			continue;
-		}
-		if (nf >= maxfields)
-			return DTERR_BAD_FORMAT;
-		field[nf] = bufp;
-		if (isdigit((unsigned char) *cp))
-		{
-			while (isdigit((unsigned char) *cp))
-				APPEND(*cp++);
-			if (*cp == ':')
-			{
-				ftype[nf] = DTK_TIME;
-				while (isdigit((unsigned char) *cp) || *cp == ':' || *cp == '.')
-					APPEND(*cp++);
-			}
-			else if (*cp == '-')
-			{
-				ftype[nf] = DTK_DATE;
-				while (isdigit((unsigned char) *cp) || *cp == '-')
-					APPEND(*cp++);
-			}
-			else if (*cp == '\0' || isspace((unsigned char) *cp) || isalpha((unsigned char) *cp))
-				ftype[nf] = DTK_NUMBER;
-			else
-				return DTERR_BAD_FORMAT;
-		}
-		else if (isalpha((unsigned char) *cp))
-		{
-			ftype[nf] = DTK_STRING;
-			while (isalpha((unsigned char) *cp))
-				APPEND(tolower((unsigned char) *cp++));
-		}
-		else
-			return DTERR_BAD_FORMAT;
-		APPEND('\0');
-		nf++;
-	}
-	*numfields = nf;
-	return 0;
-#undef APPEND
-}
-
-/* A run of 1 to 9 digits ending at a terminator in stops (or NUL). */
-static bool
-number_field(const char **cp, const char *stops, int *value)
-{
-	const char *p = *cp;
-	int			v = 0;
-	int			digits = 0;
-
-	while (isdigit((unsigned char) *p) && digits < 9)
-	{
-		v = v * 10 + (*p - '0');
-		p++;
-		digits++;
-	}
-	if (digits == 0 || (*p != '\0' && strchr(stops, *p) == NULL))
-		return false;
-	*cp = p;
-	*value = v;
-	return true;
-}
-
-static bool
-is_leap_year(int year)
-{
-	return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-}
-
-static int
-days_in_month(int year, int month)
-{
-	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-
-	return month == 2 && is_leap_year(year) ? 29 : days[month - 1];
-}
-
-/* "YYYY-MM-DD": a year of 3 or more digits first, as PostgreSQL reads it. */
-static int
-decode_date(const char *str, struct pg_tm *tm)
-{
-	const char *cp = str;
-	int			year;
-	int			month;
-	int			day;
-
-	if (strspn(str, "0123456789") < 3)
-		return DTERR_BAD_FORMAT;	/* two-digit years etc.: not in the shim */
-	if (!number_field(&cp, "-", &year) || *cp++ != '-' ||
-		!number_field(&cp, "-", &month) || *cp++ != '-' ||
-		!number_field(&cp, "", &day) || *cp != '\0')
-		return DTERR_BAD_FORMAT;
-	if (year <= 0)
-		return DTERR_FIELD_OVERFLOW;	/* there is no year zero */
-	if (month < 1 || month > 12 || day < 1 || day > 31)
-		return DTERR_MD_FIELD_OVERFLOW;
-	tm->tm_year = year;
-	tm->tm_mon = month;
-	tm->tm_mday = day;
-	return 0;
-}
-
-/* "HH:MM[:SS[.fraction]]" */
-static int
-decode_time(const char *str, struct pg_tm *tm, fsec_t *fsec)
-{
-	const char *cp = str;
-	int			hour;
-	int			min;
-	int			sec = 0;
-	fsec_t		frac = 0;
-	int64		total;
-
-	if (!number_field(&cp, ":", &hour) || *cp++ != ':' ||
-		!number_field(&cp, ":", &min))
-		return DTERR_BAD_FORMAT;
-	if (*cp == ':')
-	{
-		cp++;
-		if (!number_field(&cp, ".", &sec))
-			return DTERR_BAD_FORMAT;
-		if (*cp == '.')
-		{
-			char	   *end;
-			double		f;
-
-			errno = 0;
-			f = strtod(cp, &end);
-			if (*end != '\0' || errno != 0 || end == cp + 1)
-				return DTERR_BAD_FORMAT;
-			frac = (fsec_t) rint(f * 1000000);
-		}
-	}
-	else if (*cp != '\0')
-		return DTERR_BAD_FORMAT;
-
-	/* PostgreSQL's time_overflows(): 24:00:00 and leap second 60 allowed */
-	if (hour < 0 || hour > HOURS_PER_DAY || min < 0 || min >= MINS_PER_HOUR ||
-		sec < 0 || sec > SECS_PER_MINUTE || frac < 0 || frac > USECS_PER_SEC)
-		return DTERR_FIELD_OVERFLOW;
-	total = ((((int64) hour * MINS_PER_HOUR + min) * SECS_PER_MINUTE) + sec) *
-		USECS_PER_SEC + frac;
-	if (total > USECS_PER_DAY)
-		return DTERR_FIELD_OVERFLOW;
-	tm->tm_hour = hour;
-	tm->tm_min = min;
-	tm->tm_sec = sec;
-	*fsec = frac;
-	return 0;
+	shim_date.parse_calls++;
+	shim_date_workbuf = NULL;
+	if (len < SHIM_DATE_TEXT_MAX)
+		memcpy(shim_date.parse_text, timestr, len + 1);
+	else
+		shim_date.parse_text[0] = '\0';
+	shim_date_hash = fnv1a(timestr);
+	if (maxfields < 1)
+		shim_fail("ParseDateTime: room for %d fields", maxfields);
+	/* the real one fails, rather than overrun, when workbuf is too small */
+	if (len + 1 > buflen || shim_date_hash % 16 == SHIM_DATE_PARSE_FAILS)
+		return shim_date.parse_rc = DTERR_BAD_FORMAT;
+	/* one field: the text, in workbuf as the real one copies it there */
+	memcpy(workbuf, timestr, len + 1);
+	field[0] = workbuf;
+	ftype[0] = DTK_DATE;
+	*numfields = 1;
+	shim_date_workbuf = workbuf;
+	return shim_date.parse_rc = 0;
 }
 
 int
 DecodeDateTime(char **field, int *ftype, int nf, int *dtype,
 			   struct pg_tm *tm, fsec_t *fsec, int *tzp)
 {
-	int			i = 0;
-	int			dterr;
+	uint32		h = shim_date_hash;
 
-	*dtype = DTK_DATE;
+	shim_date.decode_calls++;
+	if (shim_date.parse_calls == 0 || shim_date.parse_rc != 0 ||
+		shim_date_workbuf == NULL)
+		shim_fail("DecodeDateTime called without a successful ParseDateTime");
+	if (nf != 1 || field[0] != shim_date_workbuf || ftype[0] != DTK_DATE)
+		shim_fail("DecodeDateTime: not the fields ParseDateTime produced");
+	if (h % 16 == SHIM_DATE_DECODE_FAILS)
+		return shim_date.decode_rc = DTERR_FIELD_OVERFLOW;
+
+	/* an arbitrary date and time, to see that parse.c passes them on */
 	memset(tm, 0, sizeof(*tm));
-	*fsec = 0;
+	tm->tm_year = 1 + (int) (h % 9999);
+	tm->tm_mon = 1 + (int) ((h >> 8) % 12);
+	tm->tm_mday = 1 + (int) ((h >> 12) % 28);
+	tm->tm_hour = (int) ((h >> 16) % 24);
+	tm->tm_min = (int) ((h >> 20) % 60);
+	tm->tm_sec = (int) ((h >> 24) % 60);
+	*fsec = (fsec_t) (h % 1000000);
+	/* no zone in the text: the real one takes the session TimeZone's */
 	if (tzp != NULL)
-		*tzp = 0;
-
-	if (nf < 1 || ftype[0] != DTK_DATE)
-		return DTERR_BAD_FORMAT;
-	if ((dterr = decode_date(field[0], tm)) != 0)
-		return dterr;
-	i = 1;
-	/* the ISO "T" must be followed by a time */
-	if (i < nf && ftype[i] == DTK_STRING)
-	{
-		if (strcmp(field[i], "t") != 0 || i + 1 >= nf || ftype[i + 1] != DTK_TIME)
-			return DTERR_BAD_FORMAT;
-		i++;
-	}
-	if (i < nf && ftype[i] == DTK_TIME)
-	{
-		if ((dterr = decode_time(field[i], tm, fsec)) != 0)
-			return dterr;
-		i++;
-	}
-	if (i != nf)
-		return DTERR_BAD_FORMAT;
-	if (tm->tm_mday > days_in_month(tm->tm_year, tm->tm_mon))
-		return DTERR_FIELD_OVERFLOW;
-	/* no zone in the text: the session TimeZone's offset, which is UTC */
-	tm->tm_isdst = 0;
-	tm->tm_gmtoff = 0;
-	tm->tm_zone = "UTC";
-	return 0;
-}
-
-/* Days from 2000-01-01 (PostgreSQL's epoch) to a proleptic Gregorian date. */
-static int64
-days_from_pg_epoch(int year, int month, int day)
-{
-	/* shift the year to start in March, so the leap day comes last */
-	int64		y = (int64) year - (month <= 2);
-	int64		era = (y >= 0 ? y : y - 399) / 400;
-	int64		yoe = y - era * 400;	/* 0..399 */
-	int64		mp = (month + 9) % 12;	/* March = 0 */
-	int64		doy = (153 * mp + 2) / 5 + day - 1;
-	int64		doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	int64		days_from_0000_03_01 = era * 146097 + doe;
-
-	/* 2000-01-01 is day 730425 counted from 0000-03-01 */
-	return days_from_0000_03_01 - 730425;
+		*tzp = -19800;
+	*dtype = h % 16 == SHIM_DATE_NOT_A_DATE ? DTK_EPOCH : DTK_DATE;
+	shim_date.decode_dtype = *dtype;
+	shim_date_tm = *tm;
+	shim_date_fsec = *fsec;
+	return shim_date.decode_rc = 0;
 }
 
 int
 tm2timestamp(struct pg_tm *tm, fsec_t fsec, int *tzp, Timestamp *result)
 {
-	int64		date;
-	int64		time;
+	uint32		h = shim_date_hash;
 
-	if (!IS_VALID_JULIAN(tm->tm_year, tm->tm_mon, tm->tm_mday))
+	shim_date.timestamp_calls++;
+	if (shim_date.decode_calls == 0 || shim_date.decode_rc != 0)
+		shim_fail("tm2timestamp called without a successful DecodeDateTime");
+	if (shim_date.decode_dtype != DTK_DATE)
+		shim_fail("tm2timestamp called for DecodeDateTime's dtype %d",
+				  shim_date.decode_dtype);
+	if (memcmp(tm, &shim_date_tm, sizeof(*tm)) != 0 || fsec != shim_date_fsec)
+		shim_fail("tm2timestamp: not the fields DecodeDateTime filled");
+	shim_date.timestamp_tz_given = tzp != NULL;
+	shim_date.timestamp_tz = tzp ? *tzp : 0;
+	if (h % 16 == SHIM_DATE_TIMESTAMP_FAILS)
 	{
 		*result = 0;
-		return -1;
+		return shim_date.timestamp_rc = -1;
 	}
-	date = days_from_pg_epoch(tm->tm_year, tm->tm_mon, tm->tm_mday);
-	time = (((int64) tm->tm_hour * MINS_PER_HOUR + tm->tm_min) * SECS_PER_MINUTE +
-			tm->tm_sec) * USECS_PER_SEC + fsec;
-	if (pg_mul_s64_overflow(date, USECS_PER_DAY, result) ||
-		pg_add_s64_overflow(*result, time, result))
-	{
-		*result = 0;
-		return -1;
-	}
-	/* a zone offset is in seconds west of Greenwich */
-	if (tzp != NULL &&
-		pg_add_s64_overflow(*result, (int64) *tzp * USECS_PER_SEC, result))
-	{
-		*result = 0;
-		return -1;
-	}
-	if (!IS_VALID_TIMESTAMP(*result))
-	{
-		*result = 0;
-		return -1;
-	}
-	return 0;
+	if (h % 16 == SHIM_DATE_OUT_OF_RANGE)
+		*result = END_TIMESTAMP + (int64) (h >> 4);
+	else
+		/* within range for any offset: +-(about 2^31 s) around 2000 */
+		*result = ((int64) (h >> 1) - (int64) 0x40000000) * USECS_PER_SEC +
+			(int64) shim_date.timestamp_tz * USECS_PER_SEC + fsec;
+	shim_date.timestamp_result = *result;
+	return shim_date.timestamp_rc = 0;
 }
-
