@@ -15,6 +15,16 @@
 #include "utils/datetime.h"
 #include "utils/wait_event.h"
 
+/*
+ * The module's magic block: from 18 it also carries the name and version
+ * that pg_get_loaded_modules() shows.  Used once, in pcqual.c.
+ */
+#if PG_VERSION_NUM >= 180000
+#define PCQ_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "pcqual", .version = PCQUAL_VERSION)
+#else
+#define PCQ_MODULE_MAGIC PG_MODULE_MAGIC
+#endif
+
 /* This backend's local transaction id: a field of vxid from 17. */
 #if PG_VERSION_NUM >= 170000
 #define PCQ_MY_LOCAL_XID (MyProc->vxid.lxid)

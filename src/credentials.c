@@ -307,8 +307,12 @@ pcq_locked_file_contents(PcqLockedFile *file)
 }
 
 /*
- * Write contents to a new private file at tmp and make it durable.  A
- * failure is a WARNING: the caller has its token either way.
+ * Write contents to a new private file at tmp, with the mode the replaced
+ * file has, and make it durable.  The file is written as 0600 and given
+ * its final mode (0400 for a read-only token file) only once it is synced:
+ * a 0400 file could not be opened again for writing, which is what
+ * durable_rename() does to sync it.  A failure is a WARNING: the caller
+ * has its token either way.
  */
 static bool
 write_private_file(const char *tmp, const char *contents, mode_t mode)
@@ -318,7 +322,7 @@ write_private_file(const char *tmp, const char *contents, mode_t mode)
 	int			save_errno;
 
 	fd = OpenTransientFilePerm(tmp, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY,
-							   mode & (S_IRUSR | S_IWUSR));
+							   S_IRUSR | S_IWUSR);
 	if (fd < 0)
 	{
 		ereport(WARNING,
@@ -328,7 +332,7 @@ write_private_file(const char *tmp, const char *contents, mode_t mode)
 	}
 	errno = 0;
 	if (write(fd, contents, len) == (ssize_t) len && write(fd, "\n", 1) == 1 &&
-		pg_fsync(fd) == 0)
+		pg_fsync(fd) == 0 && fchmod(fd, mode & (S_IRUSR | S_IWUSR)) == 0)
 	{
 		CloseTransientFile(fd);
 		return true;
@@ -345,20 +349,30 @@ write_private_file(const char *tmp, const char *contents, mode_t mode)
 
 /*
  * Replace the locked file's contents atomically: a reader sees the old
- * token or the new one, never a mix, and a crash loses neither.  Returns
+ * token or the new one, never a mix, and a crash loses neither (the new
+ * file is synced before the rename, the directory after it).  Returns
  * false, after a WARNING, when the file could not be replaced.
  */
 bool
 pcq_replace_locked_file(PcqLockedFile *file, const char *contents)
 {
 	char	   *tmp = psprintf("%s.pcqual-%d.tmp", file->path, MyProcPid);
+	char	   *dir = pstrdup(file->path);
 	bool		done = write_private_file(tmp, contents, file->mode);
 
-	if (done && durable_rename(tmp, file->path, WARNING) != 0)
+	if (done && rename(tmp, file->path) != 0)
 	{
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not rename file \"%s\" to \"%s\": %m", tmp, file->path)));
 		unlink(tmp);
 		done = false;
 	}
+	/* the file is replaced either way; a failed sync is only its WARNING */
+	get_parent_directory(dir);
+	if (done)
+		(void) fsync_fname_ext(dir[0] != '\0' ? dir : ".", true, false, WARNING);
+	pfree(dir);
 	pfree(tmp);
 	return done;
 }

@@ -25,13 +25,10 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "compat.h"
 #include "pcqual.h"
 
-#if PG_VERSION_NUM >= 180000
-PG_MODULE_MAGIC_EXT(.name = "pcqual", .version = PCQUAL_VERSION);
-#else
-PG_MODULE_MAGIC;
-#endif
+PCQ_MODULE_MAGIC;
 
 void		_PG_init(void);
 
@@ -400,31 +397,31 @@ static void
 define_endpoint_settings(void)
 {
 	DefineCustomEnumVariable("pcqual.cloud",
-							 "Partner Center cloud whose default endpoints are used: global, usgov or china.",
+							 gettext_noop("Partner Center cloud whose default endpoints are used: global, usgov or china."),
 							 NULL, &pcq_cloud, PCQ_CLOUD_GLOBAL, cloud_options,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
 	define_superuser_string("pcqual.base_url",
-							"Partner Center API base URL; empty means the cloud's default.",
+							gettext_noop("Partner Center API base URL; empty means the cloud's default."),
 							&pcq_base_url_setting, "", check_url, show_base_url, 0);
 	define_superuser_string("pcqual.authority",
-							"Azure AD authority for tokens; empty means the cloud's default.",
+							gettext_noop("Azure AD authority for tokens; empty means the cloud's default."),
 							&pcq_authority_setting, "", check_url, show_authority, 0);
 	define_superuser_string("pcqual.resource",
-							"Resource (audience) that access tokens are requested for.",
+							gettext_noop("Resource (audience) that access tokens are requested for."),
 							&pcq_resource, "https://api.partnercenter.microsoft.com",
 							check_header_safe, NULL, 0);
 	DefineCustomBoolVariable("pcqual.allow_http",
-							 "Permits plain http:// URLs, for local emulators only.",
+							 gettext_noop("Permits plain http:// URLs, for local emulators only."),
 							 NULL, &pcq_allow_http, false, PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	define_superuser_string("pcqual.ca_file",
-							"File of CA certificates to trust instead of the system's.",
+							gettext_noop("File of CA certificates to trust instead of the system's."),
 							&pcq_ca_file, "", NULL, NULL, 0);
 	define_superuser_string("pcqual.proxy",
-							"Proxy that every request goes through (http://, https:// or socks5h://); empty means none, whatever the environment says.",
+							gettext_noop("Proxy that every request goes through (http://, https:// or socks5h://); empty means none, whatever the environment says."),
 							&pcq_proxy, "", check_proxy, NULL, 0);
 	define_superuser_string("pcqual.no_proxy",
-							"Comma-separated hosts that are reached without pcqual.proxy.",
+							gettext_noop("Comma-separated hosts that are reached without pcqual.proxy."),
 							&pcq_no_proxy, "", check_header_safe, NULL, 0);
 }
 
@@ -448,25 +445,25 @@ define_credential_settings(void)
 {
 
 	define_superuser_string("pcqual.partner_tenant",
-							"The partner's Azure AD tenant (GUID or domain name) that tokens are requested from.",
+							gettext_noop("The partner's Azure AD tenant (GUID or domain name) that tokens are requested from."),
 							&pcq_partner_tenant, "", check_partner_tenant, NULL, 0);
 	define_superuser_string("pcqual.client_id",
-							"Application (client) id of the partner's Azure AD app.",
+							gettext_noop("Application (client) id of the partner's Azure AD app."),
 							&pcq_client_id, "", check_header_safe, NULL, 0);
 	define_credential_file("pcqual.client_secret_file",
-						   "File holding the Azure AD app's client secret (App-only).",
+						   gettext_noop("File holding the Azure AD app's client secret (App-only)."),
 						   &pcq_client_secret_file);
 	define_credential_file("pcqual.client_certificate_file",
-						   "PEM file of the certificate registered with the Azure AD app (App-only with a certificate).",
+						   gettext_noop("PEM file of the certificate registered with the Azure AD app (App-only with a certificate)."),
 						   &pcq_client_certificate_file);
 	define_credential_file("pcqual.client_key_file",
-						   "PEM file of the private key of pcqual.client_certificate_file.",
+						   gettext_noop("PEM file of the private key of pcqual.client_certificate_file."),
 						   &pcq_client_key_file);
 	define_credential_file("pcqual.refresh_token_file",
-						   "File holding the refresh token for App+User; pcqual writes rotated tokens back to it.",
+						   gettext_noop("File holding the refresh token for App+User; pcqual writes rotated tokens back to it."),
 						   &pcq_refresh_token_file);
 	define_credential_file("pcqual.access_token_file",
-						   "File holding an externally managed access token, re-read when it changes.",
+						   gettext_noop("File holding an externally managed access token, re-read when it changes."),
 						   &pcq_access_token_file);
 	define_retired_secret("pcqual.client_secret", &retired_client_secret,
 						  check_retired_client_secret);
@@ -480,39 +477,39 @@ static void
 define_request_settings(void)
 {
 	DefineCustomIntVariable("pcqual.timeout",
-							"Longest time one HTTP request may take.",
+							gettext_noop("Longest time one HTTP request may take."),
 							NULL, &pcq_timeout_ms, 30000, 1, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pcqual.connect_timeout",
-							"Longest time connecting to a server may take.",
+							gettext_noop("Longest time connecting to a server may take."),
 							NULL, &pcq_connect_timeout_ms, 5000, 1, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomStringVariable("pcqual.correlation_id",
-							   "MS-CorrelationId sent with every request; empty means a new GUID per statement.",
+							   gettext_noop("MS-CorrelationId sent with every request; empty means a new GUID per statement."),
 							   NULL, &pcq_correlation_id_setting, "",
 							   PGC_USERSET, 0, check_guid, NULL, NULL);
 	DefineCustomStringVariable("pcqual.application_name",
-							   "Sent as the MS-PartnerCenter-Application header.",
+							   gettext_noop("Sent as the MS-PartnerCenter-Application header."),
 							   NULL, &pcq_application_name, "pcqual",
 							   PGC_USERSET, 0, check_header_safe, NULL, NULL);
 	DefineCustomIntVariable("pcqual.max_response_size",
-							"Largest response body accepted; a larger one is cut off while it downloads.",
+							gettext_noop("Largest response body accepted; a larger one is cut off while it downloads."),
 							NULL, &pcq_max_response_size, 1024 * 1024, 1024, MaxAllocSize - 1,
 							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	DefineCustomIntVariable("pcqual.max_retries",
-							"Times a throttled or failed request is sent again.",
+							gettext_noop("Times a throttled or failed request is sent again."),
 							NULL, &pcq_max_retries, 3, 0, 10,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pcqual.max_retry_wait",
-							"Longest single wait before a retry; a longer Retry-After fails at once.",
+							gettext_noop("Longest single wait before a retry; a longer Retry-After fails at once."),
 							NULL, &pcq_max_retry_wait_ms, 60000, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pcqual.concurrency",
-							"Most requests in flight at once for one bulk call.",
+							gettext_noop("Most requests in flight at once for one bulk call."),
 							NULL, &pcq_concurrency, 16, 1, 256,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pcqual.max_idle_connections",
-							"Most idle connections a session keeps open for reuse.",
+							gettext_noop("Most idle connections a session keeps open for reuse."),
 							NULL, &pcq_max_idle_connections, 64, 0, 1024,
 							PGC_SUSET, 0, NULL, NULL, NULL);
 }
@@ -522,17 +519,17 @@ static void
 define_cluster_settings(void)
 {
 	DefineCustomBoolVariable("pcqual.cluster_governor",
-							 "Makes every backend's requests to one partner share one in-flight limit and one Retry-After pause.",
+							 gettext_noop("Makes every backend's requests to one partner share one in-flight limit and one Retry-After pause."),
 							 "Off, each call adapts to throttling on its own, as pcqual 1.2 did.",
 							 &pcq_cluster_governor, true, PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("pcqual.max_cluster_concurrency",
-							"Most requests in flight to one partner from the whole cluster.",
+							gettext_noop("Most requests in flight to one partner from the whole cluster."),
 							"pcqual.concurrency still caps each call.",
 							&pcq_max_cluster_concurrency, 64, 1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pcqual.max_shared_tokens",
-							"Credentials whose access tokens the cluster keeps in shared memory.",
+							gettext_noop("Credentials whose access tokens the cluster keeps in shared memory."),
 							"Each also sizes two entries of the governor.",
 							&pcq_max_shared_tokens, 16, 1, 1000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);

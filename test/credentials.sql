@@ -5,7 +5,7 @@
 -- could redirect requests or secrets are the superuser's alone; no secret
 -- reaches a message; text from the service is made safe to print.
 \ir helpers.inc
-SELECT plan(67);
+SELECT plan(73);
 
 SELECT split_part(current_setting('pcqual.base_url'), ':', 3)::int AS port \gset
 SELECT pg_temp.tap_dir('client_secret') AS secret_file,
@@ -182,6 +182,26 @@ SELECT results_eq($$SELECT state, message, detail ~ '^AADSTS70008: ' FROM expire
 SELECT matches((SELECT hint FROM expired_refresh), 'pcqual\.refresh_token_file',
                'the HINT says to write a new refresh token to pcqual.refresh_token_file');
 SELECT is(pg_read_file(:'refresh_file'), E'pcqual-test-refresh\n', 'a refused refresh leaves the file alone');
+
+-- A read-only (0400) refresh token file is rotated as well and stays 0400:
+-- the server's user (not root: root could write any file) cannot open it
+-- for writing, so the new file is written 0600, synced, then made 0400.
+SELECT pg_temp.put_file(pg_temp.tap_dir('refresh_ro'), 'pcqual-test-refresh', '400');
+SELECT set_config('pcqual.refresh_token_file', pg_temp.tap_dir('refresh_ro'), false);
+SELECT pg_temp.emulator('reset');
+SELECT pg_temp.emulator('config?refresh_rotation_strict=on');
+SELECT pc_disconnect();
+SELECT isnt(pg_temp.run1('id -u'), '0', 'the server does not run as root');
+SELECT is(pg_temp.rows_of($$SELECT * FROM pc_qualifications('11111111-0000-0000-0000-000000000001')$$), '1',
+          'App+User with a 0400 refresh token file');
+SELECT matches(pg_read_file(pg_temp.tap_dir('refresh_ro')), '^pcqual-test-refresh-rot-\d+\n$',
+               'the 0400 file now holds the rotated refresh token');
+SELECT is(pg_temp.file_mode(pg_temp.tap_dir('refresh_ro')), '400', 'and is still mode 400');
+SELECT pc_disconnect();
+SELECT is(pg_temp.rows_of($$SELECT * FROM pc_qualifications('11111111-0000-0000-0000-000000000002')$$), '1',
+          'the next refresh (strict rotation) uses the token written back');
+SELECT is(pg_temp.run1(format('ls -A %s | grep -c tmp; true', pg_temp.sq(pg_temp.tap_dir()))), '0',
+          'no temporary file is left behind');
 SELECT pg_temp.emulator('config?refresh_rotation_strict=off');
 RESET pcqual.refresh_token_file;
 
