@@ -136,6 +136,80 @@ COMMENT ON FUNCTION pc_validation_codes() IS
 
 REVOKE EXECUTE ON FUNCTION pc_validation_codes() FROM PUBLIC;
 
+-- A customer's validations: its account validation status (App+User
+-- only) and the GovernmentCommunityCloud validation code linked to it.
+
+CREATE FUNCTION pc_validation_status(
+    tenant uuid,
+    OUT type text,
+    OUT status text,
+    OUT last_updated timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_validation_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+ROWS 1;
+
+COMMENT ON FUNCTION pc_validation_status(uuid) IS
+'A customer''s account validation (GET /v1/customers/{tenant}/validationStatus?type=account): '
+'type (account), status (Unknown, UnderReview, Allowed or NotAllowed) and when it last changed. '
+'Needs App+User credentials (pcqual.refresh_token_file); others are refused before any request.';
+
+REVOKE EXECUTE ON FUNCTION pc_validation_status(uuid) FROM PUBLIC;
+
+CREATE FUNCTION pc_customer_validations(
+    tenant uuid,
+    OUT validation_id text,
+    OUT organization_name text,
+    OUT partner_id uuid)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_customer_validations'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+ROWS 1;
+
+COMMENT ON FUNCTION pc_customer_validations(uuid) IS
+'The GovernmentCommunityCloud validation code linked to a customer (GET /v1/customers/{tenant}/validations), '
+'as pc_validation_codes() lists the partner''s: no row when none is linked.';
+
+REVOKE EXECUTE ON FUNCTION pc_customer_validations(uuid) FROM PUBLIC;
+
+-- Credential health: will the credential work tomorrow morning?
+
+CREATE FUNCTION pc_credential_status(
+    request_token boolean DEFAULT false,
+    OUT mode text,
+    OUT settings text[],
+    OUT files text[],
+    OUT file_checks text[],
+    OUT certificate_subject text,
+    OUT certificate_thumbprint text,
+    OUT certificate_not_before timestamptz,
+    OUT certificate_not_after timestamptz,
+    OUT certificate_days_left integer,
+    OUT refresh_token_saved_at timestamptz,
+    OUT refresh_token_days_left integer,
+    OUT token_expires_at timestamptz,
+    OUT token_mfa boolean,
+    OUT last_token_request_at timestamptz,
+    OUT last_token_outcome text,
+    OUT last_token_sqlstate text,
+    OUT last_token_message text,
+    OUT last_token_detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pc_credential_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+ROWS 1;
+
+COMMENT ON FUNCTION pc_credential_status(boolean) IS
+'One row about the credential in effect, never a secret: the mode (app_secret, app_certificate, app_user, '
+'access_token_file or none), its file settings and files, each file''s check (ok, or why it fails the private-file rule), '
+'the certificate''s subject, SHA-1 thumbprint (what x5t encodes), validity and days left, the refresh token''s last save '
+'and the days left before 90 days of disuse expire it, the cached access token''s expiry and whether its sign-in used MFA '
+'(NULL: not a JWT or no amr claim), and the last token request''s time, outcome, SQLSTATE and message '
+'(and, for a request made by this call, its DETAIL: Azure AD''s AADSTS code and description). '
+'request_token => true asks Azure AD for a token now (replacing the cached one) and reports the outcome in the row.';
+
+REVOKE EXECUTE ON FUNCTION pc_credential_status(boolean) FROM PUBLIC;
+
 
 -- Writes: setting a qualification cannot be undone at Microsoft.  Keep
 -- EXECUTE on this function separate from the read-only ones.
@@ -146,6 +220,7 @@ CREATE FUNCTION pc_create_qualification(
     education_segment text DEFAULT NULL,
     website text DEFAULT NULL,
     validation_code text DEFAULT NULL,
+    request_id uuid DEFAULT NULL,
     OUT qualification text,
     OUT vetting_status text,
     OUT vetting_reason text,
@@ -155,14 +230,16 @@ AS 'MODULE_PATHNAME', 'pc_create_qualification'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 ROWS 1;
 
-COMMENT ON FUNCTION pc_create_qualification(uuid, text, text, text, text) IS
+COMMENT ON FUNCTION pc_create_qualification(uuid, text, text, text, text, uuid) IS
 'Sets a customer''s qualification (POST /v1/customers/{tenant}/qualifications), IRREVERSIBLY: '
 'Education with education_segment K12 or HigherEducation (and optionally website), '
 'GovernmentCommunityCloud with a validation_code from pc_validation_codes(), or StateOwnedEntity. '
 'Needs App+User credentials (pcqual.refresh_token_file). Returns the qualification as the service answered, '
-'usually InReview. Retries reuse the MS-RequestId, so a retried create is not made twice.';
+'usually InReview. Retries reuse the MS-RequestId, so a retried create is not made twice; request_id, when given, '
+'is that MS-RequestId (Partner Center''s idempotency key): the same call run again with the same request_id gets '
+'the answer to the first instead of a second create. Store one key per intended create.';
 
-REVOKE EXECUTE ON FUNCTION pc_create_qualification(uuid, text, text, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pc_create_qualification(uuid, text, text, text, text, uuid) FROM PUBLIC;
 
 
 -- Sessions
@@ -215,6 +292,10 @@ CREATE TABLE pc_qualification_changes (
 CREATE INDEX pc_qualification_changes_customer_idx
     ON pc_qualification_changes (customer_tenant_id, observed_at DESC, change_id DESC);
 
+-- "each qualification's latest change at a moment" (pc_qualifications_as_of)
+CREATE INDEX pc_qualification_changes_as_of_idx
+    ON pc_qualification_changes (customer_tenant_id, qualification, observed_at DESC, change_id DESC);
+
 COMMENT ON TABLE pc_qualification_changes IS
 'One row per qualification added, changed (status, reason or date) or removed, as pc_sync_qualifications '
 'observed it; appended, never rewritten.';
@@ -262,6 +343,9 @@ AS $$
 #variable_conflict use_column
 DECLARE
     synced_at timestamptz;
+    first_change bigint;
+    last_change bigint;
+    changed_customers integer;
 BEGIN
     -- Each statement below must see what the sync before this one
     -- committed while this one waited for the lock: only READ COMMITTED
@@ -302,25 +386,41 @@ BEGIN
         SELECT DISTINCT customer_tenant_id FROM pg_temp.pcqual_sync_fetched WHERE succeeded
     ), old AS (
         SELECT s.* FROM pc_qualification_state s JOIN answered USING (customer_tenant_id)
+    ), written AS (
+        INSERT INTO pc_qualification_changes (customer_tenant_id, qualification, change,
+            old_vetting_status, new_vetting_status, old_vetting_reason, new_vetting_reason,
+            old_vetting_created_date, new_vetting_created_date, observed_at)
+        SELECT coalesce(n.customer_tenant_id, o.customer_tenant_id),
+               coalesce(n.qualification, o.qualification),
+               CASE WHEN o.qualification IS NULL THEN 'added'
+                    WHEN n.qualification IS NULL THEN 'removed'
+                    ELSE 'changed' END,
+               o.vetting_status, n.vetting_status, o.vetting_reason, n.vetting_reason,
+               o.vetting_created_date, n.vetting_created_date, synced_at
+        FROM old o
+        FULL JOIN pg_temp.pcqual_sync_latest n
+               ON n.customer_tenant_id = o.customer_tenant_id AND n.qualification = o.qualification
+        WHERE o.qualification IS NULL OR n.qualification IS NULL
+           OR (o.vetting_status, o.vetting_reason, o.vetting_created_date)
+              IS DISTINCT FROM (n.vetting_status, n.vetting_reason, n.vetting_created_date)
+        ORDER BY 1, 2
+        RETURNING change_id, customer_tenant_id
     )
-    INSERT INTO pc_qualification_changes (customer_tenant_id, qualification, change,
-        old_vetting_status, new_vetting_status, old_vetting_reason, new_vetting_reason,
-        old_vetting_created_date, new_vetting_created_date, observed_at)
-    SELECT coalesce(n.customer_tenant_id, o.customer_tenant_id),
-           coalesce(n.qualification, o.qualification),
-           CASE WHEN o.qualification IS NULL THEN 'added'
-                WHEN n.qualification IS NULL THEN 'removed'
-                ELSE 'changed' END,
-           o.vetting_status, n.vetting_status, o.vetting_reason, n.vetting_reason,
-           o.vetting_created_date, n.vetting_created_date, synced_at
-    FROM old o
-    FULL JOIN pg_temp.pcqual_sync_latest n
-           ON n.customer_tenant_id = o.customer_tenant_id AND n.qualification = o.qualification
-    WHERE o.qualification IS NULL OR n.qualification IS NULL
-       OR (o.vetting_status, o.vetting_reason, o.vetting_created_date)
-          IS DISTINCT FROM (n.vetting_status, n.vetting_reason, n.vetting_created_date)
-    ORDER BY 1, 2;
-    GET DIAGNOSTICS rows_changed = ROW_COUNT;
+    SELECT count(*), min(change_id), max(change_id), count(DISTINCT customer_tenant_id)
+      INTO rows_changed, first_change, last_change, changed_customers
+      FROM written;
+
+    -- Listeners learn of the changes when this transaction commits (never
+    -- if it rolls back): one notification per sync that wrote change rows,
+    -- naming their change_id range, whatever the sync's size.  Syncs are
+    -- serialised, so the range holds this sync's rows and no other's.
+    IF rows_changed > 0 THEN
+        PERFORM pg_notify('pcqual_qualification_changes',
+                          json_build_object('first_change_id', first_change,
+                                            'last_change_id', last_change,
+                                            'changes', rows_changed,
+                                            'customers', changed_customers)::text);
+    END IF;
 
     DELETE FROM pc_qualification_state s
     USING (SELECT DISTINCT customer_tenant_id FROM pg_temp.pcqual_sync_fetched WHERE succeeded) a
@@ -374,9 +474,87 @@ COMMENT ON FUNCTION pc_sync_qualifications(uuid[]) IS
 'replaces its state (changes recorded), one that failed keeps its state and has its failure counted. '
 'Returns customers, succeeded, failed and rows_changed (change rows written). Syncs are serialised; '
 'each runs at READ COMMITTED (other levels are refused) and its observed_at is when it got its turn. '
+'A sync that wrote change rows sends one notification on the channel pcqual_qualification_changes, '
+'delivered when its transaction commits, with the JSON payload {"first_change_id", "last_change_id", '
+'"changes", "customers"} (its change_id range, how many change rows, how many distinct customers); '
+'a sync that changed nothing sends none. '
 'Runs with the extension owner''s rights: a job role needs only EXECUTE on it.';
 
 REVOKE EXECUTE ON FUNCTION pc_sync_qualifications(uuid[]) FROM PUBLIC;
+
+-- The state as it was at a moment, rebuilt from the history: for each
+-- customer and qualification the latest change observed at or before that
+-- moment, unless it is a removal.  Runs with the extension owner's rights,
+-- as the sync does, hence the fixed search_path.  Two queries, so that the
+-- one for some tenants plans with the tenants as an index condition.
+CREATE FUNCTION pc_qualifications_as_of(
+    at timestamptz,
+    tenants uuid[] DEFAULT NULL,
+    OUT customer_tenant_id uuid,
+    OUT qualification text,
+    OUT vetting_status text,
+    OUT vetting_reason text,
+    OUT vetting_created_date timestamptz,
+    OUT first_seen_at timestamptz,
+    OUT last_seen_at timestamptz)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = @extschema@, pg_temp
+ROWS 1000
+AS $$
+BEGIN
+    IF tenants IS NULL THEN
+        RETURN QUERY
+        SELECT l.customer_tenant_id, l.qualification, l.new_vetting_status, l.new_vetting_reason,
+               l.new_vetting_created_date,
+               (SELECT max(a.observed_at) FROM pc_qualification_changes a
+                WHERE a.customer_tenant_id = l.customer_tenant_id AND a.qualification = l.qualification
+                  AND a.change = 'added' AND a.observed_at <= pc_qualifications_as_of.at),
+               greatest((SELECT max(b.observed_at) FROM pc_qualification_changes b
+                         WHERE b.customer_tenant_id = l.customer_tenant_id
+                           AND b.observed_at <= pc_qualifications_as_of.at),
+                        (SELECT s.last_success_at FROM pc_customer_sync s
+                         WHERE s.customer_tenant_id = l.customer_tenant_id
+                           AND s.last_success_at <= pc_qualifications_as_of.at))
+        FROM (SELECT DISTINCT ON (c.customer_tenant_id, c.qualification) c.*
+              FROM pc_qualification_changes c
+              WHERE c.observed_at <= pc_qualifications_as_of.at
+              ORDER BY c.customer_tenant_id, c.qualification, c.observed_at DESC, c.change_id DESC) l
+        WHERE l.change <> 'removed';
+    ELSE
+        RETURN QUERY
+        SELECT l.customer_tenant_id, l.qualification, l.new_vetting_status, l.new_vetting_reason,
+               l.new_vetting_created_date,
+               (SELECT max(a.observed_at) FROM pc_qualification_changes a
+                WHERE a.customer_tenant_id = l.customer_tenant_id AND a.qualification = l.qualification
+                  AND a.change = 'added' AND a.observed_at <= pc_qualifications_as_of.at),
+               greatest((SELECT max(b.observed_at) FROM pc_qualification_changes b
+                         WHERE b.customer_tenant_id = l.customer_tenant_id
+                           AND b.observed_at <= pc_qualifications_as_of.at),
+                        (SELECT s.last_success_at FROM pc_customer_sync s
+                         WHERE s.customer_tenant_id = l.customer_tenant_id
+                           AND s.last_success_at <= pc_qualifications_as_of.at))
+        FROM (SELECT DISTINCT ON (c.customer_tenant_id, c.qualification) c.*
+              FROM pc_qualification_changes c
+              WHERE c.observed_at <= pc_qualifications_as_of.at
+                AND c.customer_tenant_id = ANY (pc_qualifications_as_of.tenants)
+              ORDER BY c.customer_tenant_id, c.qualification, c.observed_at DESC, c.change_id DESC) l
+        WHERE l.change <> 'removed';
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION pc_qualifications_as_of(timestamptz, uuid[]) IS
+'The qualifications pc_qualification_state held at a moment, rebuilt from pc_qualification_changes: '
+'for each customer and qualification the latest change observed at or before at, unless it is a removal '
+'(its new_* values; the columns of pc_qualification_state). tenants (NULL: every customer) limits it to '
+'those customers. Before the first sync: no rows. first_seen_at is exact: when the qualification was last added. '
+'last_seen_at is exact when the customer''s last successful fetch (pc_customer_sync.last_success_at) is at or '
+'before at, else a lower bound: the latest change of that customer at or before at (syncs that saw it unchanged '
+'leave no row in the history). Runs with the extension owner''s rights.';
+
+REVOKE EXECUTE ON FUNCTION pc_qualifications_as_of(timestamptz, uuid[]) FROM PUBLIC;
 
 
 -- Monitoring: readable by monitoring roles, as PostgreSQL's own statistics

@@ -32,7 +32,7 @@ GRANT EXECUTE ON FUNCTION pc_qualifications(uuid), pc_qualifications(text),
 GRANT SELECT ON pc_qualification_state, pc_qualification_changes, pc_customer_sync
       TO regress_crm_reader;
 GRANT EXECUTE ON FUNCTION pc_sync_qualifications(uuid[]) TO regress_pcqual_job;
-GRANT EXECUTE ON FUNCTION pc_create_qualification(uuid, text, text, text, text)
+GRANT EXECUTE ON FUNCTION pc_create_qualification(uuid, text, text, text, text, uuid)
       TO regress_qualification_admin;
 
 -- Every function of the extension (found through pg_depend), and who may

@@ -25,11 +25,15 @@
 #include <openssl/x509.h>
 
 #include "storage/fd.h"
+#include "utils/timestamp.h"
 
 #include "pcqual.h"
 
 /* How long an assertion is valid: long enough for one token request. */
 #define ASSERTION_LIFETIME_SECS 600
+
+/* A certificate this close to its end is warned about. */
+#define CERTIFICATE_WARNING_DAYS 30
 
 /* base64url without padding (RFC 7515, section 2). */
 static void
@@ -234,6 +238,120 @@ append_signature(StringInfo buf, EVP_PKEY *key)
 	pfree(sig);
 }
 
+/* An ASN.1 time (a certificate's validity) as a timestamptz. */
+static TimestampTz
+asn1_timestamp(const ASN1_TIME *t)
+{
+	struct tm	tm;
+	struct pg_tm pgtm;
+	Timestamp	result;
+
+	memset(&pgtm, 0, sizeof(pgtm));
+	if (ASN1_TIME_to_tm(t, &tm) != 1)
+		credential_error(pcq_client_certificate_file, "pcqual.client_certificate_file",
+						 "the certificate");
+	pgtm.tm_year = tm.tm_year + 1900;
+	pgtm.tm_mon = tm.tm_mon + 1;
+	pgtm.tm_mday = tm.tm_mday;
+	pgtm.tm_hour = tm.tm_hour;
+	pgtm.tm_min = tm.tm_min;
+	pgtm.tm_sec = tm.tm_sec;
+	if (tm2timestamp(&pgtm, 0, NULL, &result) != 0)
+		return DT_NOEND;
+	return result;				/* a UTC timestamp is a timestamptz */
+}
+
+static char *
+subject_text(X509 *cert)
+{
+	BIO		   *bio = BIO_new(BIO_s_mem());
+	char	   *data;
+	long		len;
+	char	   *result;
+
+	if (bio == NULL ||
+		X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) < 0)
+	{
+		BIO_free(bio);
+		credential_error(pcq_client_certificate_file, "pcqual.client_certificate_file",
+						 "the certificate");
+	}
+	len = BIO_get_mem_data(bio, &data);
+	result = pcq_quotable_text(data, len);
+	BIO_free(bio);
+	return result;
+}
+
+static void
+describe_certificate(X509 *cert, PcqCertificateInfo *info)
+{
+	unsigned char sha1[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	StringInfoData hex;
+	unsigned int i;
+
+	if (X509_digest(cert, EVP_sha1(), sha1, &len) != 1)
+		credential_error(pcq_client_certificate_file, "pcqual.client_certificate_file",
+						 "the certificate");
+	initStringInfo(&hex);
+	for (i = 0; i < len; i++)
+		appendStringInfo(&hex, "%02X", sha1[i]);
+	info->thumbprint = hex.data;
+	info->subject = subject_text(cert);
+	info->not_before = asn1_timestamp(X509_get0_notBefore(cert));
+	info->not_after = asn1_timestamp(X509_get0_notAfter(cert));
+}
+
+/* pcqual.client_certificate_file's subject, thumbprint and validity. */
+void
+pcq_certificate_info(PcqCertificateInfo *info)
+{
+	X509	   *volatile cert = NULL;
+
+	memset(info, 0, sizeof(*info));
+	ERR_clear_error();
+	PG_TRY();
+	{
+		cert = read_certificate();
+		describe_certificate(cert, info);
+	}
+	PG_FINALLY();
+	{
+		X509_free(cert);
+		ERR_clear_error();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * A certificate that expires within CERTIFICATE_WARNING_DAYS is said so
+ * once a day per backend, on the token path: before it fails a sync.
+ */
+static void
+warn_if_expiring(X509 *cert)
+{
+	static pg_time_t last_warned = 0;
+	PcqCertificateInfo info;
+	TimestampTz now = GetCurrentTimestamp();
+	long		secs;
+	int			usecs;
+
+	if (last_warned != 0 && timestamptz_to_time_t(now) - last_warned < SECS_PER_DAY)
+		return;
+	describe_certificate(cert, &info);
+	if (info.not_after - now > (int64) CERTIFICATE_WARNING_DAYS * USECS_PER_DAY)
+		return;
+	last_warned = timestamptz_to_time_t(now);
+	TimestampDifference(now, info.not_after, &secs, &usecs);
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING),
+			 errmsg("the certificate of pcqual.client_certificate_file expires in %ld days",
+					secs / SECS_PER_DAY),
+			 errdetail("Certificate \"%s\", thumbprint %s, valid until %s.",
+					   info.subject, info.thumbprint, timestamptz_to_str(info.not_after)),
+			 errhint("Register a new certificate with the Azure AD app and point pcqual.client_certificate_file and pcqual.client_key_file at it.")));
+}
+
 /*
  * A client assertion for the token endpoint at audience, signed with
  * pcqual.client_key_file for pcqual.client_certificate_file.
@@ -250,6 +368,7 @@ pcq_client_assertion(const char *audience)
 	PG_TRY();
 	{
 		cert = read_certificate();
+		warn_if_expiring(cert);
 		key = read_private_key();
 		append_header(&jwt, cert);
 		appendStringInfoChar(&jwt, '.');

@@ -411,6 +411,9 @@ build_headers(PcqRequest *req)
 	append_header(transfer, "MS-CorrelationId", req->correlation_id);
 	append_header(transfer, "MS-RequestId", req->request_id);
 	append_header(transfer, "MS-PartnerCenter-Application", pcq_application_name);
+	/* Partner Center's headers page marks it required; Azure AD has no use for it */
+	if (req->subject != PCQ_SUBJECT_TOKEN)
+		append_header(transfer, "MS-Contract-Version", "v1");
 	if (req->continuation_token != NULL)
 		append_header(transfer, "MS-ContinuationToken", req->continuation_token);
 	if (req->post_body != NULL)
@@ -841,7 +844,7 @@ wait_and_drive(TimestampTz next_retry, PcqWaitKind kind)
 static void
 log_attempt(const PcqRequest *req, long retry_in_ms)
 {
-	const char *what = req->subject == PCQ_SUBJECT_CUSTOMER ? req->subject_id :
+	const char *what = pcq_subject_is_customer(req->subject) ? req->subject_id :
 		req->subject == PCQ_SUBJECT_TOKEN ? "token request" : "list request";
 
 	if (req->outcome == PCQ_ANSWERED)

@@ -17,6 +17,7 @@
 #include <math.h>
 
 #include "catalog/namespace.h"
+#include "common/base64.h"
 #include "common/string.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
@@ -135,23 +136,28 @@ lossy_text(const cJSON *value)
 }
 
 /*
- * A string field of an item as server-encoded text; false with *problem
- * set (22P05 for an untranslatable character) when it cannot be stored.
+ * A string field of item index (0: of the body itself) as server-encoded
+ * text; false with *problem set (22P05 for an untranslatable character)
+ * when it cannot be stored.
  */
 static bool
 field_text(const cJSON *value, int index, const char *key, char **out,
 		   PcqBodyProblem *problem)
 {
+	char	   *field = index > 0 ? psprintf("item %d: \"%s\"", index, key) :
+		psprintf("\"%s\"", key);
+
 	switch (server_text(value, out))
 	{
 		case TEXT_CONVERTED:
+			pfree(field);
 			return true;
 		case TEXT_NOT_UTF8:
-			problem->text = psprintf("item %d: \"%s\" is not valid UTF-8", index, key);
+			problem->text = psprintf("%s is not valid UTF-8", field);
 			return false;
 		case TEXT_UNTRANSLATABLE:
-			problem->text = psprintf("item %d: \"%s\" has a character with no equivalent in encoding \"%s\"",
-									 index, key, GetDatabaseEncodingName());
+			problem->text = psprintf("%s has a character with no equivalent in encoding \"%s\"",
+									 field, GetDatabaseEncodingName());
 			problem->sqlstate = ERRCODE_UNTRANSLATABLE_CHARACTER;
 			return false;
 	}
@@ -241,7 +247,9 @@ optional_text(const cJSON *item, const char *key, int index, char **out,
 		return true;
 	if (!cJSON_IsString(value))
 	{
-		problem->text = psprintf("item %d: \"%s\" is neither a string nor null", index, key);
+		problem->text = index > 0 ?
+			psprintf("item %d: \"%s\" is neither a string nor null", index, key) :
+			psprintf("\"%s\" is neither a string nor null", key);
 		return false;
 	}
 	return field_text(value, index, key, out, problem);
@@ -930,4 +938,172 @@ pcq_parse_validation_codes(const char *body, size_t len, PcqBodyProblem *problem
 {
 	return parse_item_list(body, len, "validations", "validationId",
 						   validation_code_item, problem);
+}
+
+/* ---- a customer's account validation status ---- */
+
+static bool
+validation_status_from_json(const cJSON *root, PcqValidationStatus *v,
+							PcqBodyProblem *problem)
+{
+	const cJSON *status;
+	char	   *text;
+
+	if (!cJSON_IsObject(root))
+	{
+		problem->text = psprintf("the body is %s, not an object", json_type_name(root));
+		return false;
+	}
+	status = cJSON_GetObjectItem(root, "status");
+	if (!cJSON_IsString(status))
+	{
+		problem->text = pstrdup("the body has no string \"status\"");
+		return false;
+	}
+	if (!field_text(status, 0, "status", &v->status, problem) ||
+		!optional_text(root, "type", 0, &v->type, problem) ||
+		!optional_text(root, "lastUpdateDateTime", 0, &text, problem))
+		return false;
+	if (text != NULL)
+	{
+		if (!pcq_parse_iso8601(text, &v->last_updated))
+		{
+			problem->text = psprintf("\"lastUpdateDateTime\" is not an ISO 8601 time: \"%s\"",
+									 pcq_quotable_text(text, strlen(text)));
+			return false;
+		}
+		v->has_last_updated = true;
+	}
+	return true;
+}
+
+/* One customer's account validation status; false with *problem on a bad body. */
+bool
+pcq_parse_validation_status(const char *body, size_t len,
+							PcqValidationStatus *status, PcqBodyProblem *problem)
+{
+	cJSON	   *root;
+	size_t		error_offset;
+	volatile bool ok = false;
+
+	memset(status, 0, sizeof(*status));
+	problem->text = NULL;
+	problem->sqlstate = 0;
+	root = parse_json(body, len, &error_offset);
+	if (root == NULL)
+	{
+		describe_invalid_json(len, error_offset, problem);
+		return false;
+	}
+	PG_TRY();
+	{
+		ok = validation_status_from_json(root, status, problem);
+	}
+	PG_FINALLY();
+	{
+		cJSON_Delete(root);
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* ---- access token claims ---- */
+
+/*
+ * The payload of a JWT (header.payload.signature, base64url) as JSON, or
+ * NULL when the token is not one.  The signature is not checked: the
+ * claims only describe the token to the DBA, they authorise nothing.
+ */
+static cJSON *
+jwt_payload(const char *token)
+{
+	const char *start = strchr(token, '.');
+	const char *end = start ? strchr(start + 1, '.') : NULL;
+	int			len;
+	char	   *b64;
+	char	   *json;
+	int			decoded;
+	int			i;
+	cJSON	   *root;
+
+	if (end == NULL || end == start + 1 || end - start > PCQ_MAX_TOKEN_SIZE)
+		return NULL;
+	len = end - (start + 1);
+	/* base64url to base64, padded */
+	b64 = palloc(len + 4);
+	for (i = 0; i < len; i++)
+	{
+		char		c = start[1 + i];
+
+		b64[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+	}
+	while (i % 4 != 0)
+		b64[i++] = '=';
+	json = palloc(pg_b64_dec_len(i) + 1);
+	decoded = pg_b64_decode(b64, i, json, pg_b64_dec_len(i));
+	pfree(b64);
+	if (decoded < 0)
+	{
+		pfree(json);
+		return NULL;
+	}
+	json[decoded] = '\0';
+	root = cJSON_ParseWithLength(json, decoded);
+	explicit_bzero(json, decoded);
+	pfree(json);
+	if (root != NULL && !cJSON_IsObject(root))
+	{
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return root;
+}
+
+static void
+claims_from_payload(const cJSON *payload, PcqTokenClaims *claims)
+{
+	const cJSON *exp = cJSON_GetObjectItem(payload, "exp");
+	const cJSON *amr = cJSON_GetObjectItem(payload, "amr");
+	const cJSON *method;
+
+	claims->is_jwt = true;
+	if (cJSON_IsNumber(exp) && exp->valuedouble > 0 && exp->valuedouble < 1e11)
+	{
+		claims->has_exp = true;
+		claims->exp = time_t_to_timestamptz((pg_time_t) exp->valuedouble);
+	}
+	if (cJSON_IsArray(amr))
+	{
+		claims->has_amr = true;
+		cJSON_ArrayForEach(method, amr)
+		{
+			if (cJSON_IsString(method) && strcmp(method->valuestring, "mfa") == 0)
+				claims->mfa = true;
+		}
+	}
+}
+
+/*
+ * The claims of an access token that are worth showing: its expiry and
+ * whether its sign-in used MFA.  A token that is not a JWT leaves
+ * claims->is_jwt false; nothing is raised either way.
+ */
+void
+pcq_parse_token_claims(const char *token, PcqTokenClaims *claims)
+{
+	cJSON	   *payload;
+
+	memset(claims, 0, sizeof(*claims));
+	payload = jwt_payload(token);
+	if (payload == NULL)
+		return;
+	PG_TRY();
+	{
+		claims_from_payload(payload, claims);
+	}
+	PG_FINALLY();
+	{
+		cJSON_Delete(payload);
+	}
+	PG_END_TRY();
 }

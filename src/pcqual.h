@@ -34,7 +34,13 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 
-#define PCQUAL_VERSION "1.3"
+/*
+ * The extension's version, pcqual.control's default_version: the Makefile
+ * passes it as -DPCQUAL_VERSION="...", so that it is written in one place.
+ */
+#ifndef PCQUAL_VERSION
+#error "PCQUAL_VERSION is not defined: build with the Makefile, which takes it from pcqual.control"
+#endif
 
 /* A GUID in its 36-character text form, plus the terminator. */
 #define PCQ_GUID_SIZE 37
@@ -179,6 +185,19 @@ extern void pcq_token_cache_put(const PcqTokenKey *key, const char *token,
 extern void pcq_token_cache_abandon(int sqlstate, const char *message);
 extern bool pcq_token_cache_invalidate(const uint8 *hash, uint64 generation);
 
+/* A credential's entry, as pc_credential_status shows it. */
+typedef struct PcqTokenCacheState
+{
+	bool		has_token;
+	TimestampTz expires_at;		/* when it is no longer used */
+	TimestampTz last_request_at;	/* 0: no request yet */
+	bool		last_request_ok;
+	PcqTokenFailure last_failure;	/* when !last_request_ok */
+} PcqTokenCacheState;
+
+extern bool pcq_token_cache_describe(const uint8 *hash, PcqTokenCacheState *state,
+									 char *token_buf);
+
 /* ---- progress of the call in progress (activity.c) ---- */
 extern Size pcq_activity_shmem_size(void);
 extern void pcq_activity_shmem_init(void);
@@ -196,6 +215,17 @@ extern void pcq_activity_waiting(TimestampTz until);
 
 /* ---- client assertions (assertion.c) ---- */
 extern char *pcq_client_assertion(const char *audience);
+
+/* pcqual.client_certificate_file, described (never the key). */
+typedef struct PcqCertificateInfo
+{
+	char	   *subject;		/* RFC 2253 */
+	char	   *thumbprint;		/* SHA-1 of the DER, hex: what x5t encodes */
+	TimestampTz not_before;
+	TimestampTz not_after;
+} PcqCertificateInfo;
+
+extern void pcq_certificate_info(PcqCertificateInfo *info);
 
 /* ---- transport (http.c) ---- */
 
@@ -216,8 +246,20 @@ typedef enum PcqSubject
 	PCQ_SUBJECT_CUSTOMER,		/* subject_id is the customer's tenant id */
 	PCQ_SUBJECT_TOKEN,
 	PCQ_SUBJECT_CUSTOMER_LIST,
-	PCQ_SUBJECT_VALIDATIONS
+	PCQ_SUBJECT_VALIDATIONS,
+	/* a customer's account validation status, its validation links: */
+	PCQ_SUBJECT_VALIDATION_STATUS,	/* subject_id is the tenant id */
+	PCQ_SUBJECT_CUSTOMER_VALIDATIONS	/* subject_id is the tenant id */
 } PcqSubject;
+
+/* Whether a request is about one customer (subject_id names it). */
+static inline bool
+pcq_subject_is_customer(PcqSubject subject)
+{
+	return subject == PCQ_SUBJECT_CUSTOMER ||
+		subject == PCQ_SUBJECT_VALIDATION_STATUS ||
+		subject == PCQ_SUBJECT_CUSTOMER_VALIDATIONS;
+}
 
 /* A transfer's curl state; private to http.c. */
 typedef struct PcqTransfer PcqTransfer;
@@ -281,6 +323,8 @@ typedef enum PcqAuthMode
 
 extern PcqAuthMode pcq_auth_mode(void);
 extern const char *pcq_access_token(bool *renewable);
+struct PcqTokenClaims;
+extern bool pcq_token_state(PcqTokenCacheState *state, struct PcqTokenClaims *claims);
 extern void pcq_release_access_token(const char *token);
 extern void pcq_forget_access_token(void);
 extern void pcq_drop_access_token(void);
@@ -353,6 +397,31 @@ extern bool pcq_parse_customer_page(const char *body, size_t len,
 									PcqCustomerPage *page, PcqBodyProblem *problem);
 extern List *pcq_parse_validation_codes(const char *body, size_t len,
 										PcqBodyProblem *problem);
+
+/* What an access token says about itself, when it is a JWT. */
+typedef struct PcqTokenClaims
+{
+	bool		is_jwt;			/* false: nothing below is known */
+	bool		has_exp;
+	TimestampTz exp;
+	bool		has_amr;
+	bool		mfa;			/* amr lists "mfa" */
+} PcqTokenClaims;
+
+extern void pcq_parse_token_claims(const char *token, PcqTokenClaims *claims);
+
+/* GET /v1/customers/{id}/validationStatus?type=account */
+typedef struct PcqValidationStatus
+{
+	char	   *type;			/* NULL when absent */
+	char	   *status;			/* Unknown, UnderReview, Allowed, NotAllowed */
+	bool		has_last_updated;
+	TimestampTz last_updated;
+} PcqValidationStatus;
+
+extern bool pcq_parse_validation_status(const char *body, size_t len,
+										PcqValidationStatus *status,
+										PcqBodyProblem *problem);
 extern bool pcq_parse_iso8601(const char *text, TimestampTz *result);
 extern void pcq_parse_error_body(const char *body, size_t len,
 								 char **code, char **text);
@@ -392,6 +461,8 @@ typedef enum PcqEndpoint
 	PCQ_ENDPOINT_CREATE,
 	PCQ_ENDPOINT_CUSTOMERS,
 	PCQ_ENDPOINT_VALIDATION_CODES,
+	PCQ_ENDPOINT_VALIDATION_STATUS,
+	PCQ_ENDPOINT_CUSTOMER_VALIDATIONS,
 	PCQ_NUM_ENDPOINTS
 } PcqEndpoint;
 

@@ -65,6 +65,10 @@ subject(const PcqRequest *req)
 	{
 		case PCQ_SUBJECT_CUSTOMER:
 			return psprintf(_("customer %s"), req->subject_id);
+		case PCQ_SUBJECT_CUSTOMER_VALIDATIONS:
+			return psprintf(_("the validations of customer %s"), req->subject_id);
+		case PCQ_SUBJECT_VALIDATION_STATUS:
+			return psprintf(_("the account validation status of customer %s"), req->subject_id);
 		case PCQ_SUBJECT_TOKEN:
 			return pstrdup(_("a token request"));
 		case PCQ_SUBJECT_CUSTOMER_LIST:
@@ -129,7 +133,7 @@ hint_for_status(const PcqRequest *req, const char *code)
 				return pstrdup(_("This request needs App+User credentials: set pcqual.refresh_token_file to a file holding a refresh token from an MFA sign-in."));
 			return pstrdup(_("Check that the partner has a relationship with this customer and the app's role allows the request."));
 		case 404:
-			return req->subject == PCQ_SUBJECT_CUSTOMER ?
+			return pcq_subject_is_customer(req->subject) ?
 				pstrdup(_("Check that the tenant id is one of the partner's customers.")) : NULL;
 		case 409:
 			return is_post(req) ?

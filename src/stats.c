@@ -87,7 +87,7 @@ static StatsShared *stats = NULL;
 
 static const char *const endpoint_names[PCQ_NUM_ENDPOINTS] = {
 	"token", "qualifications", "create_qualification", "customers",
-	"validation_codes"
+	"validation_codes", "validation_status", "customer_validations"
 };
 
 Size
@@ -137,6 +137,10 @@ pcq_request_endpoint(const PcqRequest *req)
 			return PCQ_ENDPOINT_CUSTOMERS;
 		case PCQ_SUBJECT_VALIDATIONS:
 			return PCQ_ENDPOINT_VALIDATION_CODES;
+		case PCQ_SUBJECT_VALIDATION_STATUS:
+			return PCQ_ENDPOINT_VALIDATION_STATUS;
+		case PCQ_SUBJECT_CUSTOMER_VALIDATIONS:
+			return PCQ_ENDPOINT_CUSTOMER_VALIDATIONS;
 	}
 	return PCQ_ENDPOINT_QUALIFICATIONS; /* keep the compiler quiet */
 }

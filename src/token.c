@@ -26,6 +26,8 @@
  */
 #include "postgres.h"
 
+#include <time.h>
+
 #include "common/cryptohash.h"
 #include "lib/stringinfo.h"
 #include "utils/elog.h"
@@ -461,6 +463,70 @@ raise_shared_failure(const PcqTokenFailure *failure)
 }
 
 /*
+ * Since April 2026 Partner Center refuses App+User tokens whose sign-in did
+ * not use MFA: say so once a day per backend, before a sync fails on it.
+ * Each token is looked at once; one that is not a JWT, or that has no amr
+ * claim, is not judged.
+ */
+static void
+warn_if_no_mfa(const char *token, uint64 generation)
+{
+	static uint64 checked_generation = 0;
+	static pg_time_t last_warned = 0;
+	pg_time_t	now = (pg_time_t) time(NULL);
+	PcqTokenClaims claims;
+
+	if (generation == checked_generation)
+		return;
+	checked_generation = generation;
+	if (last_warned != 0 && now - last_warned < SECS_PER_DAY)
+		return;
+	pcq_parse_token_claims(token, &claims);
+	if (!claims.has_amr || claims.mfa)
+		return;
+	last_warned = now;
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING),
+			 errmsg("the App+User access token of pcqual.refresh_token_file was issued without MFA"),
+			 errdetail("Its amr claim does not list \"mfa\"; Partner Center refuses such tokens for App+User calls (code 900421)."),
+			 errhint("Sign in again with multi-factor authentication and write the new refresh token to pcqual.refresh_token_file.")));
+}
+
+/*
+ * What is known of the credential in effect without asking Azure AD, for
+ * pc_credential_status: the shared entry's state and the claims of its
+ * token (for pcqual.access_token_file, of the file's token; reading it may
+ * raise).  false when no token was ever requested for it.
+ */
+bool
+pcq_token_state(PcqTokenCacheState *state, PcqTokenClaims *claims)
+{
+	PcqTokenKey key;
+	char	   *buf = new_token_copy();
+	bool		found;
+
+	memset(claims, 0, sizeof(*claims));
+	if (pcq_auth_mode() == PCQ_AUTH_STATIC_TOKEN)
+	{
+		bool		renewable;
+
+		memset(state, 0, sizeof(*state));
+		strlcpy(buf, static_token(&renewable), PCQ_MAX_TOKEN_SIZE);
+		pcq_parse_token_claims(buf, claims);
+		state->has_token = true;
+		state->expires_at = claims->has_exp ? claims->exp : 0;
+		pcq_release_access_token(buf);
+		return true;
+	}
+	credential_key(&key);
+	found = pcq_token_cache_describe(key.hash, state, buf);
+	if (buf[0] != '\0')
+		pcq_parse_token_claims(buf, claims);
+	pcq_release_access_token(buf);
+	return found;
+}
+
+/*
  * The access token to send, copied for this call (pcq_release_access_token
  * wipes it, as does the end of the current memory context).  *renewable
  * tells the caller whether a 401 may be cured by forgetting the token and
@@ -502,6 +568,8 @@ pcq_access_token(bool *renewable)
 	}
 	memcpy(last_hash, key.hash, sizeof(last_hash));
 	last_generation = generation;
+	if (mode == PCQ_AUTH_APP_USER)
+		warn_if_no_mfa(buf, generation);
 	return buf;
 }
 

@@ -62,6 +62,8 @@ typedef struct TokenEntry
 	int			failure_pid;
 	int			failure_encoding;
 	char		failure_message[MAX_FAILURE_MESSAGE];
+	TimestampTz last_request_at;	/* the last token request's end, or 0 */
+	bool		last_request_ok;
 	TimestampTz last_used;
 	ConditionVariable cv;
 	char		token[PCQ_MAX_TOKEN_SIZE];
@@ -179,6 +181,8 @@ make_entry(const PcqTokenKey *key)
 	memcpy(e->files, key->files, sizeof(e->files));
 	e->refresher_pid = 0;
 	e->failures = 0;
+	e->last_request_at = 0;
+	e->last_request_ok = false;
 	return victim;
 }
 
@@ -327,6 +331,8 @@ pcq_token_cache_put(const PcqTokenKey *key, const char *token,
 													(int64) ((expires_in - HARD_EXPIRY_MARGIN_SECS) * 1000));
 	e->generation++;
 	*generation = e->generation;
+	e->last_request_at = now;
+	e->last_request_ok = true;
 	release_claim();
 	LWLockRelease(cache->lock);
 	ConditionVariableBroadcast(&e->cv);
@@ -357,6 +363,8 @@ pcq_token_cache_abandon(int sqlstate, const char *message)
 		e->failure_encoding = GetDatabaseEncoding();
 		memcpy(e->failure_message, message, len);
 		e->failure_message[len] = '\0';
+		e->last_request_at = GetCurrentTimestamp();
+		e->last_request_ok = false;
 	}
 	release_claim();
 	LWLockRelease(cache->lock);
@@ -387,4 +395,42 @@ pcq_token_cache_invalidate(const uint8 *hash, uint64 generation)
 	}
 	LWLockRelease(cache->lock);
 	return dropped;
+}
+
+/*
+ * What the cache knows of the credential of hash, for pc_credential_status:
+ * false when it has no entry.  The token itself is copied into token_buf
+ * (PCQ_MAX_TOKEN_SIZE bytes, "" when none) only for its claims to be read:
+ * the caller wipes it.
+ */
+bool
+pcq_token_cache_describe(const uint8 *hash, PcqTokenCacheState *state,
+						 char *token_buf)
+{
+	TokenEntry *e;
+	int			i;
+
+	memset(state, 0, sizeof(*state));
+	token_buf[0] = '\0';
+	pcq_require_shared_memory(cache != NULL);
+	LWLockAcquire(cache->lock, LW_SHARED);
+	i = find_entry(hash);
+	if (i < 0)
+	{
+		LWLockRelease(cache->lock);
+		return false;
+	}
+	e = &cache->entries[i];
+	if (e->token_len > 0)
+	{
+		state->has_token = true;
+		state->expires_at = e->expires_at;
+		memcpy(token_buf, e->token, e->token_len + 1);
+	}
+	state->last_request_at = e->last_request_at;
+	state->last_request_ok = e->last_request_ok;
+	if (!e->last_request_ok && e->last_request_at != 0)
+		copy_failure(e, &state->last_failure);
+	LWLockRelease(cache->lock);
+	return true;
 }

@@ -11,7 +11,8 @@
  *
  * Every attempt of one call carries the same MS-RequestId, the service's
  * idempotency key, so a create retried after a timeout or a 5xx is not made
- * twice.  400, 401 (beyond one token refresh), 403, 404 and 409 are never
+ * twice; a caller that passes request_id makes that key its own, so that a
+ * job run again after it died is not a second create either.  400, 401 (beyond one token refresh), 403, 404 and 409 are never
  * retried.
  *
  *-------------------------------------------------------------------------
@@ -198,6 +199,25 @@ create_body(const CreateRequest *create)
 	return result;
 }
 
+/*
+ * The caller's idempotency key, when given, instead of a new one: the
+ * MS-RequestId of the POST and of every retry, so that running the same
+ * create again with the same key gets Partner Center's answer to the first
+ * instead of a second create.  (Before ALTER EXTENSION UPDATE the function
+ * is declared with five arguments.)
+ */
+static void
+use_callers_request_id(FunctionCallInfo fcinfo, PcqRequest *req)
+{
+	char	   *id;
+
+	if (PG_NARGS() < 6 || PG_ARGISNULL(5))
+		return;
+	id = DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(5)));
+	strlcpy(req->request_id, id, sizeof(req->request_id));
+	pfree(id);
+}
+
 static void
 create_qualification(FunctionCallInfo fcinfo)
 {
@@ -215,6 +235,7 @@ create_qualification(FunctionCallInfo fcinfo)
 	tenant = DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0)));
 	path = psprintf("/v1/customers/%s/qualifications", tenant);
 	pcq_request_init(&req, pcq_api_url(path), PCQ_SUBJECT_CUSTOMER, tenant);
+	use_callers_request_id(fcinfo, &req);
 	req.method = "POST";
 	req.post_content_type = "application/json";
 	req.post_body = create_body(&create);

@@ -8,9 +8,12 @@
 #              and can write a rotated refresh token back.
 #     client_secret   App-only secret
 #     client.crt      App certificate (public), client.key its private key
+#     client-expiring.crt, .key  one that expires in 10 days
 #     refresh_token   App+User refresh token
 #     access_token    an externally managed token
-# Run as root before the cluster starts.
+# Run as root before the cluster starts (test/check.sh, test/demo.sh), or
+# as the server's operating system user (test/with-emulator.sh, for `make
+# installcheck`, with PCQUAL_TEST_OWNER set to that user).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +35,11 @@ cp "$dir/tls/client.crt" "$dir/secrets/client.crt"
 cp "$dir/tls/client.key" "$dir/secrets/client.key"
 chmod 644 "$dir/secrets/client.crt"
 chmod 600 "$dir/secrets/client.key"
+# a certificate that expires in 10 days (pc_credential_status, its WARNING)
+cp "$dir/tls/client-expiring.crt" "$dir/secrets/client-expiring.crt"
+cp "$dir/tls/client-expiring.key" "$dir/secrets/client-expiring.key"
+chmod 644 "$dir/secrets/client-expiring.crt"
+chmod 600 "$dir/secrets/client-expiring.key"
 
 chmod 755 "$dir" "$dir/tls"
 chmod 700 "$dir/secrets"
