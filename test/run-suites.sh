@@ -21,5 +21,7 @@ psql -q -X -v ON_ERROR_STOP=1 -d pcqual_tap \
 	-c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION pcqual' -c 'CREATE EXTENSION dblink' \
 	-c 'CREATE EXTENSION pg_cron' || status=1
 pg_prove -d pcqual_tap --failures test/*.sql || status=1
+# dates through the backend's own date code in this server (test/fuzz/README)
+test/fuzz/dates-in-server.sh || status=1
 
 exit $status

@@ -24,7 +24,10 @@
  *					{"items": [...]} or one object with "qualification".
  *					Every row has a non-NULL, valid UTF-8 qualification; a
  *					row has a created date (a valid PostgreSQL timestamp) or
- *					keeps the unparsed date text, never both.
+ *					keeps the unparsed date text (a text that is not valid
+ *					UTF-8 as its ASCII, with a '?' for each other
+ *					character), never both; a problem's SQLSTATE is 0 (the
+ *					database is UTF-8: no character is untranslatable).
  *	validation		the same shapes and rules ({"validations": [...]}, one
  *	codes			object with "validationId"); an item is good when it has
  *					a string "validationId", "organizationName" and
@@ -60,8 +63,16 @@
  *					finite non-negative number, and can be used the way
  *					token.c uses it (a millisecond int64 added to a
  *					timestamp) without undefined behaviour.
- *	ISO 8601		pcq_parse_iso8601 accepts exactly the strings an
- *					independent reading accepts and gives the same timestamp.
+ *	ISO 8601		pcq_parse_iso8601 hands the backend's date routines
+ *					exactly the text before the zone of the strings of
+ *					Partner Center's shape (an independent reading of it)
+ *					and nothing of any other string; gives tm2timestamp the
+ *					text's zone offset; accepts exactly when every routine
+ *					succeeded with DTK_DATE and a valid timestamp, and gives
+ *					that timestamp.  The routines are shim.c's stand-ins,
+ *					which parse nothing: what PostgreSQL's own routines make
+ *					of the text is checked in a running server by
+ *					test/fuzz/dates-in-server.sh.
  *
  * Define PCQ_FUZZ_NO_TOKEN_CONSUMER to leave out the expires_in usage check.
  *
@@ -79,6 +90,7 @@
 #include <cjson/cJSON.h>
 
 #include "nodes/pg_list.h"
+#include "utils/datetime.h"
 #include "utils/timestamp.h"
 
 #include "pcqual.h"
@@ -89,9 +101,7 @@
 #undef fprintf
 #undef sprintf
 
-/* from shim.c */
-extern size_t shim_arena_reset(void);
-extern bool shim_list_is_sane(const List *list);
+#include "shim.h"
 
 /* Quoted text: each input byte becomes at most 4 ("\xNN"), plus "...". */
 #define MAX_QUOTED_OUTPUT (4 * PCQ_MAX_QUOTED_TEXT + 3)
@@ -315,6 +325,17 @@ check_problem(const char *what, const char *problem)
 }
 
 /*
+ * A PcqBodyProblem's SQLSTATE is 0 (22032, invalid JSON text) but for a
+ * character the database encoding lacks, which a UTF-8 database has not.
+ */
+static void
+check_problem_sqlstate(const char *what, const PcqBodyProblem *problem)
+{
+	if (problem->sqlstate != 0)
+		fail("%s: SQLSTATE %d set in a UTF-8 database", what, problem->sqlstate);
+}
+
+/*
  * The items of a collection body: a bare array, {wrapper: [...]}, {"items":
  * [...]} (wrapper first), or one object that has key.  NULL when the body
  * has none of these shapes.
@@ -481,8 +502,24 @@ qualification_matches_item(const void *row, const cJSON *item, int index)
 	}
 	else if (cJSON_IsString(date))
 	{
-		if (q->has_created_date || !same_text(q->unparsed_date, "(not valid UTF-8)"))
-			fail("row %d: an invalid UTF-8 date was not reported as such", index);
+		/* its ASCII, and a '?' for each byte that does not continue one */
+		const unsigned char *b = (const unsigned char *) date->valuestring;
+		char	   *lossy = malloc(strlen(date->valuestring) + 1);
+		char	   *o = lossy;
+		bool		same;
+
+		for (; *b; b++)
+		{
+			if (*b < 0x80)
+				*o++ = (char) *b;
+			else if ((*b & 0xC0) != 0x80)
+				*o++ = '?';
+		}
+		*o = '\0';
+		same = same_text(q->unparsed_date, lossy);
+		free(lossy);
+		if (q->has_created_date || !same)
+			fail("row %d: an invalid UTF-8 date was not kept as its ASCII with '?'", index);
 	}
 	else if (q->has_created_date || !same_text(q->unparsed_date, type_name(date)))
 		fail("row %d: a non-string date was not reported by its type", index);
@@ -491,10 +528,11 @@ qualification_matches_item(const void *row, const cJSON *item, int index)
 static void
 check_qualifications(const char *buf, size_t size)
 {
-	char	   *problem = (char *) 1;
+	PcqBodyProblem problem = {(char *) 1, -1};
 	List	   *rows = pcq_parse_qualifications(buf, size, &problem);
 
-	check_collection("qualifications", buf, size, rows, problem,
+	check_problem_sqlstate("qualifications", &problem);
+	check_collection("qualifications", buf, size, rows, problem.text,
 					 "qualifications", "qualification",
 					 qualification_is_good, qualification_matches_item);
 }
@@ -550,10 +588,11 @@ validation_code_matches_item(const void *row, const cJSON *item, int index)
 static void
 check_validation_codes(const char *buf, size_t size)
 {
-	char	   *problem = (char *) 1;
+	PcqBodyProblem problem = {(char *) 1, -1};
 	List	   *rows = pcq_parse_validation_codes(buf, size, &problem);
 
-	check_collection("validation codes", buf, size, rows, problem,
+	check_problem_sqlstate("validation codes", &problem);
+	check_collection("validation codes", buf, size, rows, problem.text,
 					 "validations", "validationId",
 					 validation_code_is_good, validation_code_matches_item);
 }
@@ -632,7 +671,8 @@ static void
 check_customer_page(const char *buf, size_t size)
 {
 	PcqCustomerPage page;
-	char	   *problem = (char *) 1;
+	PcqBodyProblem body_problem = {(char *) 1, -1};
+	const char *problem;
 	bool		ok;
 	cJSON	   *root;
 	const cJSON *items = NULL;
@@ -643,7 +683,9 @@ check_customer_page(const char *buf, size_t size)
 	int			i = 0;
 
 	memset(&page, 0x7f, sizeof(page));
-	ok = pcq_parse_customer_page(buf, size, &page, &problem);
+	ok = pcq_parse_customer_page(buf, size, &page, &body_problem);
+	problem = body_problem.text;
+	check_problem_sqlstate("customer page", &body_problem);
 
 	/* the result's own shape */
 	if (ok != (problem == NULL))
@@ -903,41 +945,20 @@ check_token_answer(const char *buf, size_t size)
 	consume_expires_in(answer.expires_in);
 }
 
-/* ---- ISO 8601, read independently ---- */
+/* ---- ISO 8601: what parse.c makes of the date routines' answers ---- */
 
-static int
-digits_at(const char *s, int at, int count)
-{
-	int			v = 0;
-
-	while (count-- > 0)
-		v = v * 10 + (s[at++] - '0');
-	return v;
-}
-
-/* Days since 0001-01-01, counted by whole years, then months. */
-static int64
-ordinal_days(int y, int m, int d)
-{
-	static const int before_month[12] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
-	int64		prior = y - 1;
-	bool		leap = (y % 400 == 0) || (y % 4 == 0 && y % 100 != 0);
-
-	return prior * 365 + prior / 4 - prior / 100 + prior / 400 +
-		before_month[m - 1] + (m > 2 && leap ? 1 : 0) + d - 1;
-}
-
+/*
+ * Partner Center's shape, read independently of parse.c: the length of the
+ * text before the zone and the zone's offset in seconds east, or false.
+ * YYYY-MM-DDTHH:MM:SS (ASCII digits), 1 to 7 fraction digits after a ".",
+ * then "Z" or +hh:mm / -hh:mm with hh <= 14 and mm <= 59; under 64 bytes.
+ */
 static bool
-expected_iso8601(const char *s, TimestampTz *result)
+iso8601_shape(const char *s, size_t *local_len, int *offset_secs)
 {
 	static const char pattern[] = "9999-99-99T99:99:99";
-	static const int month_days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	size_t		n = strlen(s);
 	size_t		i;
-	int			y, mo, d, h, mi, sec;
-	int64		usec = 0;
-	int			offset = 0;
-	bool		leap;
 
 	if (n < 20 || n > 63)
 		return false;
@@ -953,70 +974,82 @@ expected_iso8601(const char *s, TimestampTz *result)
 		i++;
 		if (i - start < 2 || i - start > 8)
 			return false;
-		/* rounded to microseconds as PostgreSQL does: rint(fraction * 1e6) */
-		{
-			char		fraction[10];
-
-			memcpy(fraction, s + start, i - start);
-			fraction[i - start] = '\0';
-			usec = (int64) rint(strtod(fraction, NULL) * 1000000);
-		}
 	}
+	*local_len = i;
 	if (strcmp(s + i, "Z") == 0)
-		offset = 0;
-	else if ((s[i] == '+' || s[i] == '-') && n - i == 6 &&
-			 s[i + 1] >= '0' && s[i + 1] <= '9' && s[i + 2] >= '0' && s[i + 2] <= '9' &&
-			 s[i + 3] == ':' &&
-			 s[i + 4] >= '0' && s[i + 4] <= '9' && s[i + 5] >= '0' && s[i + 5] <= '9')
 	{
-		int			oh = digits_at(s, i + 1, 2);
-		int			om = digits_at(s, i + 4, 2);
+		*offset_secs = 0;
+		return true;
+	}
+	if ((s[i] == '+' || s[i] == '-') && n - i == 6 &&
+		s[i + 1] >= '0' && s[i + 1] <= '9' && s[i + 2] >= '0' && s[i + 2] <= '9' &&
+		s[i + 3] == ':' &&
+		s[i + 4] >= '0' && s[i + 4] <= '9' && s[i + 5] >= '0' && s[i + 5] <= '9')
+	{
+		int			oh = (s[i + 1] - '0') * 10 + (s[i + 2] - '0');
+		int			om = (s[i + 4] - '0') * 10 + (s[i + 5] - '0');
 
 		if (oh > 14 || om > 59)
 			return false;
-		offset = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
+		*offset_secs = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
+		return true;
 	}
-	else
-		return false;
-
-	y = digits_at(s, 0, 4);
-	mo = digits_at(s, 5, 2);
-	d = digits_at(s, 8, 2);
-	h = digits_at(s, 11, 2);
-	mi = digits_at(s, 14, 2);
-	sec = digits_at(s, 17, 2);
-	leap = (y % 400 == 0) || (y % 4 == 0 && y % 100 != 0);
-	if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] ||
-		(mo == 2 && d == 29 && !leap))
-		return false;
-	/* hour 24 and leap second 60 are allowed, up to 24:00:00 in all */
-	if (h > 24 || mi > 59 || sec > 60 ||
-		((int64) h * 3600 + mi * 60 + sec) * 1000000 + usec > INT64CONST(86400000000))
-		return false;
-	/* 2000-01-01 is day 730119 */
-	*result = (ordinal_days(y, mo, d) - 730119) * INT64CONST(86400000000) +
-		((int64) h * 3600 + mi * 60 + sec - offset) * 1000000 + usec;
-	return IS_VALID_TIMESTAMP(*result);
+	return false;
 }
 
 static void
 check_iso8601(const char *buf, size_t size)
 {
 	TimestampTz got = 0;
-	TimestampTz want = 0;
 	bool		ok;
+	bool		shaped;
+	size_t		local_len = 0;
+	int			offset = 0;
+	const ShimDateRecord *r;
 	bool		want_ok;
 
 	if (strlen(buf) != size || size > 80)
 		return;
+	shim_date_forget();
 	ok = pcq_parse_iso8601(buf, &got);
-	want_ok = expected_iso8601(buf, &want);
+	r = shim_date_record();
+	shaped = iso8601_shape(buf, &local_len, &offset);
+
+	if (!shaped)
+	{
+		if (ok)
+			fail("pcq_parse_iso8601(\"%s\") accepts a text not of the ISO 8601 shape", buf);
+		if (r->parse_calls != 0)
+			fail("pcq_parse_iso8601(\"%s\") handed a text not of the shape to ParseDateTime",
+				 buf);
+		return;
+	}
+	if (r->parse_calls != 1)
+		fail("pcq_parse_iso8601(\"%s\"): ParseDateTime called %d times, not once",
+			 buf, r->parse_calls);
+	if (strlen(r->parse_text) != local_len || strncmp(r->parse_text, buf, local_len) != 0)
+		fail("pcq_parse_iso8601(\"%s\") gave ParseDateTime \"%s\", not the text before the zone",
+			 buf, r->parse_text);
+	/* a stage after a failed one is never reached (the shim aborts then) */
+	if (r->decode_calls != (r->parse_rc == 0 ? 1 : 0))
+		fail("pcq_parse_iso8601(\"%s\"): DecodeDateTime called %d times after ParseDateTime gave %d",
+			 buf, r->decode_calls, r->parse_rc);
+	if (r->timestamp_calls !=
+		(r->decode_calls == 1 && r->decode_rc == 0 && r->decode_dtype == DTK_DATE ? 1 : 0))
+		fail("pcq_parse_iso8601(\"%s\"): tm2timestamp called %d times after DecodeDateTime gave %d, dtype %d",
+			 buf, r->timestamp_calls, r->decode_rc, r->decode_dtype);
+	if (r->timestamp_calls == 1 &&
+		(!r->timestamp_tz_given || r->timestamp_tz != -offset))
+		fail("pcq_parse_iso8601(\"%s\"): tm2timestamp given zone %d, not the text's %d (seconds west)",
+			 buf, r->timestamp_tz_given ? r->timestamp_tz : 0, -offset);
+	want_ok = r->timestamp_calls == 1 && r->timestamp_rc == 0 &&
+		IS_VALID_TIMESTAMP(r->timestamp_result);
 	if (ok != want_ok)
-		fail("pcq_parse_iso8601(\"%s\") %s it, an independent reading %s it",
-			 buf, ok ? "accepts" : "rejects", want_ok ? "accepts" : "rejects");
-	if (ok && got != want)
-		fail("pcq_parse_iso8601(\"%s\") = " INT64_FORMAT ", expected " INT64_FORMAT,
-			 buf, got, want);
+		fail("pcq_parse_iso8601(\"%s\") %s it, although the date routines' answers say %s",
+			 buf, ok ? "accepts" : "rejects", want_ok ? "accept" : "reject");
+	if (ok && got != r->timestamp_result)
+		fail("pcq_parse_iso8601(\"%s\") = " INT64_FORMAT ", tm2timestamp gave " INT64_FORMAT,
+			 buf, got, r->timestamp_result);
 }
 
 /* ---- the entry point ---- */

@@ -8,7 +8,13 @@
 # out-of-memory or sanitizer report, in the fuzzing run or in a replay.
 #
 # parse.c is compiled unchanged; test/fuzz/shim.c stands in for the parts of
-# the backend it calls (see the comment at its top).  The fuzzer works on a
+# the backend it calls (see the comment at its top).  The backend's date
+# routines (ParseDateTime, DecodeDateTime, tm2timestamp) are only in the
+# postgres executable, so their stand-ins parse nothing: the fuzzer checks
+# what parse.c hands them and makes of their answers, not PostgreSQL's date
+# rules.  test/fuzz/dates-in-server.sh puts this corpus's and the
+# regressions' dates, and thousands of generated ones, through the real code
+# in a running server.  The fuzzer works on a
 # copy of test/fuzz/corpus/ in a temporary directory, so the seed corpus in
 # the tree only changes by hand.  An input that fails is copied into
 # test/fuzz/regressions/ (as crash-*, leak-*, timeout-* or oom-*): commit
@@ -48,6 +54,9 @@ PARSE_C=${PCQ_PARSE_C:-$ROOT/src/parse.c}
 REGRESSIONS=$HERE/regressions
 PGINC=/usr/include/postgresql/15/server
 PGLIB=/usr/lib/postgresql/15/lib
+# src/pcqual.h takes the version from the build, as the Makefile passes it:
+# pcqual.control's default_version.
+FUZZ_CFLAGS="-DPCQUAL_VERSION=\"$(sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$ROOT/pcqual.control")\" ${FUZZ_CFLAGS:-}"
 
 # ---- tools ----
 

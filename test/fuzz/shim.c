@@ -9,7 +9,7 @@
  * definition here must match the backend's prototype and every macro
  * (PG_TRY, foreach, IS_VALID_TIMESTAMP ...) is the real one.
  *
- * What is real, what is reimplemented:
+ * What is real, what is reimplemented, what is only a stand-in:
  *
  *	memory		palloc and friends allocate from an arena: each chunk is its
  *				own malloc() block (so ASan sees the exact bounds of every
@@ -34,31 +34,28 @@
  *				UTF-8 validator written here, cross-checked on every call
  *				against PostgreSQL's own pg_encoding_verifymbstr() from
  *				libpgcommon.a (common/wchar.c, the code the backend runs);
- *				a disagreement aborts.  pg_any_to_server() does what the
- *				backend does when no conversion is needed: it verifies and
- *				returns its argument itself, not a copy -- so if parse.c
- *				ever kept that pointer past cJSON_Delete, ASan would report
- *				a use after free.  pg_mbcliplen clips on UTF-8 character
- *				boundaries with the backend's semantics.
- *	datetime	ParseDateTime, DecodeDateTime and tm2timestamp live in the
- *				backend's utils/adt/datetime.c and timestamp.c, which are in
- *				no static library PostgreSQL installs (there is no
- *				libpgcommon_srv.a in Debian's postgresql-server-dev-15), so
- *				they are reimplemented here, minimally: the ISO 8601 subset
- *				"YYYY-MM-DD[T| ]HH:MM[:SS[.fraction]]" that parse.c hands
- *				them, with PostgreSQL's validation rules (year >= 1, month
- *				1-12, day within the month incl. leap years, hour <= 24,
- *				minute <= 59, second <= 60, time of day <= 24:00:00, the
- *				fraction rounded to microseconds with rint() as
- *				ParseFractionalSecond does) and tm2timestamp's overflow and
- *				range checks.  Anything else (month names, Julian dates,
- *				zones inside the text, "epoch" ...) is DTERR_BAD_FORMAT here
- *				although the backend would accept it; parse.c's own shape
- *				check never passes such text on.  When no zone is given,
- *				the backend's DecodeDateTime takes the offset from the
- *				session TimeZone; here the session TimeZone is UTC.
- *				DecodeDateTime has the PostgreSQL 15 signature (the build
- *				uses the 15 headers; parse.c's PG 16+ shim is not compiled).
+ *				a disagreement aborts.  pg_is_ascii is the real one from
+ *				libpgcommon.a.  In a UTF-8 database parse.c converts
+ *				nothing, so FindDefaultConversionProc and
+ *				pg_do_encoding_conversion_buf (backend only) abort if
+ *				called: the conversion to another database encoding and its
+ *				22P05 failure are not fuzzed (test/encoding.sql covers them
+ *				in a LATIN1 database).  pg_mbcliplen clips on UTF-8
+ *				character boundaries with the backend's semantics.
+ *	datetime	NOT the backend's.  ParseDateTime, DecodeDateTime and
+ *				tm2timestamp live in utils/adt/datetime.c and timestamp.c of
+ *				the postgres executable, in no library PostgreSQL installs,
+ *				so the fuzzer cannot run them.  The stand-ins here parse
+ *				nothing: they check how parse.c calls them, record what it
+ *				passed (shim.h), and answer success, a failure at one of the
+ *				stages, or a timestamp out of range, as a fixed function of
+ *				the text (see "datetime" below).  The fuzzer therefore checks
+ *				parse.c's own date code -- its shape check, what it hands
+ *				the backend, what it makes of every answer -- and not
+ *				PostgreSQL's date rules.  Those, with parse.c and the real
+ *				routines together, are checked in a running server by
+ *				test/fuzz/dates-in-server.sh.
+ *	time_t_to_timestamptz  the backend's three lines, copied (see below).
  *	StringInfo	the real common/stringinfo.c from libpgcommon.a, on the
  *				arena's palloc/repalloc (its frontend build prints and
  *				exits where the backend would ERROR on a string beyond
@@ -80,12 +77,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "catalog/namespace.h"
 #include "common/int.h"
 #include "mb/pg_wchar.h"
 #include "nodes/pg_list.h"
 #include "utils/datetime.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+
+#include "shim.h"
 
 /* libc's printf family, which ASan intercepts, not port.h's pg_ versions */
 #undef vsnprintf
@@ -192,7 +192,6 @@ arena_alloc(Size size, bool zero)
 	return (char *) c + sizeof(ArenaChunk);
 }
 
-/* Free everything palloc'd since the last reset; returns the chunk count. */
 size_t
 shim_arena_reset(void)
 {
@@ -681,19 +680,6 @@ pg_verify_mbstr(int encoding, const char *mbstr, int len, bool noError)
 	return false;
 }
 
-char *
-pg_any_to_server(const char *s, int len, int encoding)
-{
-	if (len <= 0)
-		return unconstify(char *, s);
-	if (encoding != PG_UTF8 && encoding != PG_SQL_ASCII)
-		shim_fail("pg_any_to_server: conversion from encoding %d is not in the shim",
-				  encoding);
-	/* no conversion needed: the backend verifies and returns s itself */
-	(void) pg_verify_mbstr(PG_UTF8, s, len, false);
-	return unconstify(char *, s);
-}
-
 static int
 utf8_char_len(unsigned char c)
 {
@@ -749,6 +735,48 @@ GetDatabaseEncoding(void)
 	return PG_UTF8;
 }
 
+const char *
+GetDatabaseEncodingName(void)
+{
+	return "UTF8";
+}
+
+/* Conversions: never needed in a UTF-8 database (see the top). */
+Oid
+FindDefaultConversionProc(int32 for_encoding, int32 to_encoding)
+{
+	shim_fail("FindDefaultConversionProc(%d, %d) in a UTF-8 database",
+			  (int) for_encoding, (int) to_encoding);
+}
+
+int
+pg_do_encoding_conversion_buf(Oid proc, int src_encoding, int dest_encoding,
+							  unsigned char *src, int srclen,
+							  unsigned char *dest, int destlen, bool noError)
+{
+	shim_fail("pg_do_encoding_conversion_buf(%d -> %d) in a UTF-8 database",
+			  src_encoding, dest_encoding);
+}
+
+/* ---- time_t_to_timestamptz: the backend's arithmetic, copied ---- */
+
+/*
+ * utils/adt/timestamp.c's, line for line (it is in the postgres executable
+ * only): seconds since 1970 to microseconds since 2000, unchecked -- so
+ * UBSan reports a value that would overflow in the backend too.
+ */
+TimestampTz
+time_t_to_timestamptz(pg_time_t tm)
+{
+	TimestampTz result;
+
+	result = (TimestampTz) tm -
+		((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY);
+	result *= USECS_PER_SEC;
+
+	return result;
+}
+
 /* ---- datetime: stand-ins that record, and parse nothing ---- */
 
 /*
@@ -781,6 +809,7 @@ enum
 static ShimDateRecord shim_date;
 static uint32 shim_date_hash;
 static char *shim_date_workbuf;
+static int	shim_date_stage;	/* of the latest text: 1 parsed, 2 decoded */
 static struct pg_tm shim_date_tm;
 static fsec_t shim_date_fsec;
 
@@ -815,6 +844,7 @@ ParseDateTime(const char *timestr, char *workbuf, size_t buflen,
 
 	shim_date.parse_calls++;
 	shim_date_workbuf = NULL;
+	shim_date_stage = 0;
 	if (len < SHIM_DATE_TEXT_MAX)
 		memcpy(shim_date.parse_text, timestr, len + 1);
 	else
@@ -831,6 +861,7 @@ ParseDateTime(const char *timestr, char *workbuf, size_t buflen,
 	ftype[0] = DTK_DATE;
 	*numfields = 1;
 	shim_date_workbuf = workbuf;
+	shim_date_stage = 1;
 	return shim_date.parse_rc = 0;
 }
 
@@ -841,9 +872,9 @@ DecodeDateTime(char **field, int *ftype, int nf, int *dtype,
 	uint32		h = shim_date_hash;
 
 	shim_date.decode_calls++;
-	if (shim_date.parse_calls == 0 || shim_date.parse_rc != 0 ||
-		shim_date_workbuf == NULL)
-		shim_fail("DecodeDateTime called without a successful ParseDateTime");
+	if (shim_date_stage != 1)
+		shim_fail("DecodeDateTime called without a successful ParseDateTime of its own");
+	shim_date_stage = 0;
 	if (nf != 1 || field[0] != shim_date_workbuf || ftype[0] != DTK_DATE)
 		shim_fail("DecodeDateTime: not the fields ParseDateTime produced");
 	if (h % 16 == SHIM_DATE_DECODE_FAILS)
@@ -865,6 +896,8 @@ DecodeDateTime(char **field, int *ftype, int nf, int *dtype,
 	shim_date.decode_dtype = *dtype;
 	shim_date_tm = *tm;
 	shim_date_fsec = *fsec;
+	if (*dtype == DTK_DATE)
+		shim_date_stage = 2;
 	return shim_date.decode_rc = 0;
 }
 
@@ -874,11 +907,9 @@ tm2timestamp(struct pg_tm *tm, fsec_t fsec, int *tzp, Timestamp *result)
 	uint32		h = shim_date_hash;
 
 	shim_date.timestamp_calls++;
-	if (shim_date.decode_calls == 0 || shim_date.decode_rc != 0)
-		shim_fail("tm2timestamp called without a successful DecodeDateTime");
-	if (shim_date.decode_dtype != DTK_DATE)
-		shim_fail("tm2timestamp called for DecodeDateTime's dtype %d",
-				  shim_date.decode_dtype);
+	if (shim_date_stage != 2)
+		shim_fail("tm2timestamp called without a DecodeDateTime of its own that gave DTK_DATE");
+	shim_date_stage = 0;
 	if (memcmp(tm, &shim_date_tm, sizeof(*tm)) != 0 || fsec != shim_date_fsec)
 		shim_fail("tm2timestamp: not the fields DecodeDateTime filled");
 	shim_date.timestamp_tz_given = tzp != NULL;
