@@ -592,7 +592,7 @@ CREATE FUNCTION pc_stat(
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pc_stat'
 LANGUAGE C VOLATILE STRICT PARALLEL SAFE
-ROWS 5;
+ROWS 7;
 
 COMMENT ON FUNCTION pc_stat() IS
 'What pcqual sent to Partner Center and Azure AD since pc_stat_reset() or the server''s start, '

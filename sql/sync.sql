@@ -156,6 +156,29 @@ SELECT change_id, customer_tenant_id, qualification, change, old_vetting_status,
        new_vetting_status
 FROM pc_qualification_changes ORDER BY change_id;
 
+-- pc_qualifications_as_of(at, tenants DEFAULT NULL): the state as it was at
+-- a moment, rebuilt from the history (the latest change of each
+-- qualification at or before it, unless a removal).  As of each sync that
+-- recorded changes (the first and the third): what pc_qualification_state
+-- held right after it.
+SELECT s.n AS sync_with_changes, a.customer_tenant_id, a.qualification, a.vetting_status,
+       a.vetting_reason, a.vetting_created_date, a.first_seen_at = s1.at AS first_seen_in_first
+FROM (SELECT observed_at AS at, dense_rank() OVER (ORDER BY observed_at) AS n
+      FROM pc_qualification_changes GROUP BY observed_at) s,
+     (SELECT min(observed_at) AS at FROM pc_qualification_changes) s1,
+     LATERAL pc_qualifications_as_of(s.at) a
+ORDER BY 1, 2, 3;
+-- Before the first sync nothing; one customer with tenants; as of now the
+-- state table itself.
+SELECT count(*) AS before_first
+FROM pc_qualifications_as_of((SELECT min(observed_at) FROM pc_qualification_changes) - interval '1 second');
+SELECT qualification, vetting_status
+FROM pc_qualifications_as_of(now(), ARRAY['66666666-0000-0000-0000-000000000001']::uuid[]) ORDER BY 1;
+SELECT count(*) AS differences
+FROM ((SELECT * FROM pc_qualifications_as_of(now()) EXCEPT ALL SELECT * FROM pc_qualification_state)
+      UNION ALL
+      (SELECT * FROM pc_qualification_state EXCEPT ALL SELECT * FROM pc_qualifications_as_of(now()))) d;
+
 TRUNCATE pc_qualification_changes, pc_qualification_state, pc_customer_sync RESTART IDENTITY;
 
 -- A sync runs at READ COMMITTED: at REPEATABLE READ or SERIALIZABLE its

@@ -8,7 +8,11 @@ Makes test certificates with test/make-certs.sh, starts the emulator with
 instance for the 10-second slow fixture, so that request does not disturb
 the in-flight counters of the first) and checks its rules with http.client,
 ssl and raw sockets; client assertions are signed with the openssl command.
-Runs in about 10 seconds (the slow fixture sets the pace).
+Covers tokens (JWT-shaped App+User tokens with and without MFA, require_mfa,
+refresh tokens expired by disuse), MS-Contract-Version, a customer's
+validationStatus and linked validation code, and the certificates
+test/make-certs.sh makes (client-expiring.crt included).
+Runs in about 15 seconds (the slow fixture sets the pace).
 """
 
 import base64
@@ -65,8 +69,11 @@ DEFAULT_CONFIG = {"latency_ms": 0, "token_latency_ms": 0, "throttle_inflight": 0
                   "token_expires_in": 3600, "refresh_rotation_strict": False,
                   "token_fault": "", "validations_shape": "array",
                   "customers_page_latency_ms": 0, "sync_epoch": 0, "change_percent": 0,
-                  "fail_percent": 0, "customer_count": 100}
-LOG_COLUMNS = 16
+                  "fail_percent": 0, "customer_count": 100, "token_mfa": True,
+                  "require_mfa": False, "app_token_jwt": False, "jwt_header": "id",
+                  "refresh_expired": False, "require_contract_version": False}
+LOG_COLUMNS = 17
+USER_TOKEN_RE = r"^emu-user-\d+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
 
 
 def free_port():
@@ -303,11 +310,12 @@ class EmulatorTest(unittest.TestCase):
             self.assertRegex(body["refresh_token"], r"^pcqual-test-refresh-rot-\d+$")
             issued.add(body["refresh_token"])
             self.assertIn("scope", body)
-            self.assertRegex(body["access_token"], r"^emu-user-\d+$")
+            self.assertRegex(body["access_token"], USER_TOKEN_RE)
         self.assertEqual(len(issued), 2)          # a new refresh token every time
 
     def test_token_counter_is_global(self):
-        n = [int(self.new_token(f).rsplit("-", 1)[1]) for f in (APP_FORM, USER_FORM, APP_FORM)]
+        n = [int(self.new_token(f).split(".")[0].rsplit("-", 1)[1])
+             for f in (APP_FORM, USER_FORM, APP_FORM)]
         self.assertEqual(n, sorted(n))
         self.assertEqual(len(set(n)), 3)
 
@@ -794,7 +802,7 @@ class EmulatorTest(unittest.TestCase):
                                    "\\N", "\\N", "\\N", "\\N", "\\N",
                                    "application/x-www-form-urlencoded",
                                    "grant_type,client_id,client_secret,resource",
-                                   "\\N", "\\N"])
+                                   "\\N", "\\N", "\\N"])
         self.assertEqual(rows[1][:8], ["2", "GET", "/v1/customers/%s/qualifications" % tenant,
                                        "api", tenant, "200", self.token, "corr-1"])
         self.assertEqual(rows[1][8:11], ["req-1", "pcqual tests", "ua\\\\with\\ttab"])
@@ -1041,7 +1049,8 @@ class EmulatorTest(unittest.TestCase):
                 subprocess.run(["bash", MAKE_CERTS, d], check=True, capture_output=True,
                                timeout=30)
                 self.assertLess(time.monotonic() - t, 5)
-            names = ("ca", "server", "wrong-name", "expired", "self-signed", "client")
+            names = ("ca", "server", "wrong-name", "expired", "self-signed", "client",
+                     "client-expiring")
             self.assertEqual(sorted(os.listdir(d)),
                              sorted(n + ext for n in names for ext in (".crt", ".key")))
             for n in names:
@@ -1066,9 +1075,22 @@ class EmulatorTest(unittest.TestCase):
                                            "subjectAltName").stdout, n)
             dates = openssl("x509", "-in", "expired.crt", "-noout", "-dates").stdout
             self.assertIn("notAfter=Jan  2 00:00:00 2020 GMT", dates)
-            text = openssl("x509", "-in", "client.crt", "-noout", "-text").stdout
-            self.assertIn("rsaEncryption", text)
-            self.assertIn("Public-Key: (2048 bit)", text)
+            for n, days in (("client", 3650), ("client-expiring", 10)):
+                text = openssl("x509", "-in", n + ".crt", "-noout", "-text").stdout
+                self.assertIn("rsaEncryption", text)
+                self.assertIn("Public-Key: (2048 bit)", text)
+                self.assertIn("Subject: CN = pcqual-test-app", text)
+                end = openssl("x509", "-in", n + ".crt", "-noout", "-enddate").stdout
+                end = datetime.strptime(end.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y GMT")
+                left = (end.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc)).days
+                self.assertIn(left, (days - 1, days), n)
+            # valid now, expiring within 30 days; the long one is not
+            self.assertEqual(openssl("x509", "-in", "client-expiring.crt", "-noout",
+                                     "-checkend", str(30 * 86400)).returncode, 1)
+            self.assertEqual(openssl("x509", "-in", "client-expiring.crt", "-noout",
+                                     "-checkend", "0").returncode, 0)
+            self.assertEqual(openssl("x509", "-in", "client.crt", "-noout",
+                                     "-checkend", str(30 * 86400)).returncode, 0)
         finally:
             shutil.rmtree(d)
 
@@ -1147,14 +1169,15 @@ class EmulatorTest(unittest.TestCase):
     def b64url(self, data):
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-    def x5t(self):
-        der = subprocess.run(["openssl", "x509", "-in", os.path.join(self.certs, "client.crt"),
+    def x5t(self, cert="client.crt"):
+        der = subprocess.run(["openssl", "x509", "-in", os.path.join(self.certs, cert),
                               "-outform", "DER"], capture_output=True, check=True).stdout
         return self.b64url(hashlib.sha1(der).digest())
 
-    def assertion(self, aud=None, header=(), claims=(), key="client.key", tamper=False):
+    def assertion(self, aud=None, header=(), claims=(), key="client.key", tamper=False,
+                  cert="client.crt"):
         now = int(time.time())
-        h = {"alg": "RS256", "typ": "JWT", "x5t": self.x5t()}
+        h = {"alg": "RS256", "typ": "JWT", "x5t": self.x5t(cert)}
         c = {"aud": aud or "http://127.0.0.1:%d/partner-tenant/oauth2/token" % self.port,
              "iss": "pcqual-test-app", "sub": "pcqual-test-app", "jti": str(uuid.uuid4()),
              "nbf": now, "exp": now + 600}
@@ -1202,6 +1225,14 @@ class EmulatorTest(unittest.TestCase):
             "grant_type,client_id,client_assertion_type,client_assertion,resource"))
         self.assertNotIn(jwt.encode(), self.control("GET", "requests?format=json"))
         self.assertEqual(self.stats()["assertion_grants"], 2)
+        # --tls-dir registers client-expiring.crt too; its key does not sign
+        # for client.crt's thumbprint
+        status, _, data = self.post_token(self.assertion_form(self.assertion(
+            cert="client-expiring.crt", key="client-expiring.key")))
+        self.assertEqual(status, 200, data)
+        status, _, data = self.post_token(self.assertion_form(self.assertion(
+            key="client-expiring.key")))
+        self.assertEqual((status, json.loads(data)["error_codes"]), (401, [700027]))
 
     def test_client_assertion_failures(self):
         now = int(time.time())
@@ -1336,6 +1367,253 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(self.req("POST", path, {}, token=user)[0], 405)
         self.assertEqual(self.req("GET", path, token="bogus")[0], 401)
         self.assertEqual(self.stats()["validations_requests"], 3)
+
+    # -- JWT-shaped tokens, MFA, idle refresh tokens, MS-Contract-Version -----------
+    def claims_of(self, token):
+        parts = token.split(".")
+        self.assertEqual(len(parts), 3, token)
+        for p in parts:
+            self.assertRegex(p, r"^[A-Za-z0-9_-]+$")
+        raw = parts[1]
+        return json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+
+    def test_user_tokens_are_jwts(self):
+        t0 = int(time.time())
+        status, _, data = self.post_token(USER_FORM, tenant="partner.example")
+        token = json.loads(data)["access_token"]
+        self.assertRegex(token, USER_TOKEN_RE)
+        claims = self.claims_of(token)
+        self.assertEqual(claims["amr"], ["pwd", "mfa"])
+        self.assertEqual(claims["aud"], "https://api.partnercenter.microsoft.com")
+        self.assertEqual(claims["tid"], "partner.example")
+        self.assertEqual(claims["uti"], token.split(".")[0])
+        self.assertEqual(claims["scp"], "openid")
+        self.assertTrue(t0 + 3600 <= claims["exp"] <= int(time.time()) + 3600, claims)
+        self.assertEqual(self.get_q(GENERIC, token)[0], 200)
+        # a token the emulator did not issue is refused, even JWT-shaped
+        forged = token.split(".")
+        forged[1] = self.b64url(json.dumps(dict(claims, exp=claims["exp"] + 1)).encode())
+        self.assertEqual(self.get_q(GENERIC, ".".join(forged))[0], 401)
+        self.config(token_mfa="off", token_expires_in=120)
+        plain = self.new_token(USER_FORM)
+        claims = self.claims_of(plain)
+        self.assertEqual(claims["amr"], ["pwd"])
+        self.assertLessEqual(claims["exp"], int(time.time()) + 120)
+        self.assertEqual(self.get_q(GENERIC, plain)[0], 200)
+        # the header part: the id, or a real JSON header
+        self.config(jwt_header="json")
+        token = self.new_token(USER_FORM)
+        head = token.split(".")[0]
+        self.assertEqual(json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))),
+                         {"typ": "JWT", "alg": "RS256", "kid": self.claims_of(token)["uti"]})
+        self.assertEqual(self.get_q(GENERIC, token)[0], 200)
+        # App-only: opaque unless app_token_jwt=on; then no amr
+        self.assertRegex(self.new_token(APP_FORM), r"^emu-app-\d+$")
+        self.config(app_token_jwt="on", jwt_header="id")
+        app = self.new_token(APP_FORM)
+        self.assertRegex(app, r"^emu-app-\d+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+        claims = self.claims_of(app)
+        self.assertNotIn("amr", claims)
+        self.assertEqual(claims["idtyp"], "app")
+        self.assertEqual(self.get_q(GENERIC, app)[0], 200)
+        # still App-only for the endpoints that refuse it
+        status, _, data = self.req("POST", "/v1/customers/%s/qualifications" % GENERIC,
+                                   {"qualification": "StateOwnedEntity"}, token=app)
+        self.assertEqual((status, json.loads(data)["code"]), (403, 900329))
+
+    def test_require_mfa(self):
+        with_mfa = self.new_token(USER_FORM)
+        self.config(token_mfa="off")
+        without = self.new_token(USER_FORM)
+        for token in (with_mfa, without, self.token, "pcqual-static-token"):
+            self.assertEqual(self.get_q(GENERIC, token)[0], 200)
+        self.config(require_mfa="on")
+        status, r, data = self.get_q(GENERIC, without)
+        self.assertEqual(status, 401)
+        self.assertEqual(json.loads(data)["code"], 900421)
+        self.assertEqual(r.getheader("WWW-Authenticate"), 'Bearer error="insufficient_claims"')
+        status, _, data = self.req("POST", "/v1/customers/%s/qualifications" % GENERIC,
+                                   {"qualification": "StateOwnedEntity"}, token=without)
+        self.assertEqual((status, json.loads(data)["code"]), (401, 900421))
+        for token in (with_mfa, self.token, "pcqual-static-token"):
+            self.assertEqual(self.get_q(GENERIC, token)[0], 200)
+        self.assertEqual(self.get_q(GENERIC, "garbage")[0], 401)
+        self.assertEqual(json.loads(self.get_q(GENERIC, "garbage")[2])["code"], 900420)
+        self.config(require_mfa="off")
+        self.assertEqual(self.get_q(GENERIC, without)[0], 200)
+
+    def test_refresh_token_expired_by_disuse(self):
+        status, _, data = self.post_token(dict(USER_FORM, refresh_token="pcqual-test-refresh-idle"))
+        body = json.loads(data)
+        self.assertEqual((status, body["error"], body["error_codes"]),
+                         (400, "invalid_grant", [700082]))
+        self.assertTrue(body["error_description"].startswith(
+            "AADSTS700082: The refresh token has expired due to inactivity."))
+        s, r1 = self.refresh("pcqual-test-refresh")
+        self.assertEqual(s, 200)
+        self.config(refresh_expired="on", refresh_rotation_strict="on")
+        for rt in ("pcqual-test-refresh", r1):
+            self.assertEqual(self.refresh(rt), (400, 700082))
+        self.assertEqual(self.refresh("unknown-token"), (400, "AADSTS70000:"))
+        self.config(refresh_expired="off")
+        self.assertEqual(self.refresh(r1)[0], 200)      # the refusals were no use
+        self.assertEqual(self.refresh("pcqual-test-refresh-idle"), (400, 700082))
+
+    def test_contract_version(self):
+        self.get_q(GENERIC, headers={"MS-Contract-Version": "v1"})
+        self.get_q(GENERIC)
+        rows = self.log_lines("?kind=api")
+        self.assertEqual([r[16] for r in rows], ["v1", "\\N"])
+        self.assertEqual(json.loads(self.control("GET", "requests?format=json"))[1]
+                         ["contract_version"], "v1")
+        self.config(require_contract_version="on")
+        for value in (None, "v2", "V1", ""):
+            h = {} if value is None else {"MS-Contract-Version": value}
+            status, _, data = self.get_q(GENERIC, headers=h)
+            self.assertEqual((status, json.loads(data)["code"]), (400, 400), value)
+        self.assertEqual(self.get_q(GENERIC, headers={"MS-Contract-Version": "v1"})[0], 200)
+        self.assertEqual(self.get_q(GENERIC, "bad")[0], 401)         # the token first
+        self.assertEqual(self.new_token()[:8], "emu-app-")            # not the token endpoint
+        self.config(require_contract_version="off")
+        self.assertEqual(self.get_q(GENERIC)[0], 200)
+
+    # -- a customer's validation status and linked validation code -----------------
+    def vstatus(self, tenant, token, query="?type=account", **kw):
+        status, r, data = self.req("GET", "/v1/customers/%s/validationStatus%s" % (tenant, query),
+                                   token=token, **kw)
+        return status, r, data
+
+    def test_validation_status(self):
+        user = self.new_token(USER_FORM)
+        app_only = {"code": 900329, "description": "This resource doesn't support "
+                    "application-only authentication.", "data": [], "source": "PartnerFD"}
+        for token in (self.token, "pcqual-static-token"):
+            status, _, data = self.vstatus(GENERIC, token)
+            self.assertEqual((status, json.loads(data)), (403, app_only))
+        self.assertEqual(self.vstatus(GENERIC, "bogus")[0], 401)
+        expected = {"0": "Allowed", "1": "UnderReview", "2": "NotAllowed", "3": "Unknown",
+                    "4": "Allowed", "9": "UnderReview", "a": "NotAllowed", "F": "Unknown"}
+        for digit, want in expected.items():
+            tenant = "8a4c2e10-5b7d-4f3e-9c21-01234567890" + digit
+            status, r, data = self.vstatus(tenant, user)
+            self.assertEqual(status, 200)
+            self.assertJson(r, data, {"type": "account", "status": want,
+                                      "lastUpdateDateTime": "2024-03-01T10:00:00Z"})
+        for query in ("", "?type=Account", "?type=", "?kind=account", "?type=customer"):
+            status, _, data = self.vstatus(GENERIC, user, query)
+            self.assertEqual((status, json.loads(data)["code"]), (400, 400), query)
+        self.assertEqual(self.vstatus("not-a-guid", user)[0], 400)
+        self.assertEqual(self.vstatus("all", user)[0], 400)
+        status, _, data = self.vstatus("fa110000-0000-0000-0000-000000000000", user)
+        self.assertEqual((status, json.loads(data)), (404, NOT_FOUND))
+        # the fault tenants
+        self.assertEqual(self.vstatus(P2 + "404", user)[0], 404)
+        self.assertEqual(self.vstatus(P2 + "429", user)[1].getheader("Retry-After"), "7")
+        self.assertEqual(self.vstatus(P2 + "503", user)[0], 503)
+        self.assertIn(b"502 Bad Gateway", self.vstatus(P2 + "502", user)[2])
+        self.assertRaises(ValueError, json.loads, self.vstatus(P2 + "600", user)[2])
+        self.assertEqual(self.vstatus(P2 + "601", user)[2], b"42")
+        self.assertNotIn("status", json.loads(self.vstatus(P2 + "602", user)[2]))
+        self.assertEqual(json.loads(self.vstatus(P2 + "603", user)[2])["status"], 7)
+        self.assertEqual(self.vstatus(P2 + "604", user)[2], b"")
+        self.assertEqual(len(json.loads(self.vstatus(P2 + "612", user)[2])["status"]), 102400)
+        self.assertEqual(self.vstatus(P2 + "302", user)[1].getheader("Location"),
+                         "http://127.0.0.1:%d/stolen" % (self.port + 5))
+        self.assertRaises(http.client.RemoteDisconnected, self.vstatus, P2 + "609", user)
+        self.assertRaises(http.client.IncompleteRead, self.vstatus, P2 + "610", user)
+        # the retry tenants: counted apart from the qualifications endpoint
+        self.assertEqual([self.vstatus(P3 + "1", user)[0] for _ in range(2)], [429, 200])
+        self.assertEqual(json.loads(self.vstatus(P3 + "1", user)[2])["status"], "UnderReview")
+        self.assertEqual(self.get_q(P3 + "1")[0], 429)
+        self.assertEqual(self.req("POST", "/v1/customers/%s/validationStatus?type=account"
+                                  % GENERIC, {}, token=user)[0], 405)
+        self.assertEqual(self.stats()["validation_status_requests"], 34)
+
+    def test_customer_validations(self):
+        user = self.new_token(USER_FORM)
+
+        def linked(tenant, token=None):
+            status, r, data = self.req("GET", "/v1/customers/%s/validations" % tenant,
+                                       token=token or self.token)
+            self.assertEqual(status, 200, data)
+            return json.loads(data)
+
+        for token in (self.token, user, "pcqual-static-token"):
+            self.assertEqual(linked(GENERIC, token), [])
+        fixture = "c0dec0de-0000-4000-8000-000000000001"
+        self.assertEqual(linked(fixture.upper()), [{
+            "customerId": fixture, "partnerId": "9daaeb1c-4195-4db5-9f1d-509eb70c8c2d",
+            "organizationName": "Contoso, Inc.", "validationId": "12345",
+            "eTag": "W/\"datetime'2018-10-10T18%3A49%3A58.727348Z'\""}])
+        # a GCC create links its code; Education does not
+        t, e = str(uuid.uuid4()), str(uuid.uuid4())
+        gcc = {"qualification": "GovernmentCommunityCloud", "validationCode": "24680"}
+        self.assertEqual(self.post_q(t, gcc, user)[0], 201)
+        self.assertEqual(self.post_q(e, {"qualification": "Education",
+                                         "educationSegment": "K12"}, user)[0], 201)
+        got = linked(t)
+        self.assertEqual([(g["customerId"], g["validationId"], g["organizationName"])
+                          for g in got], [(t, "24680", None)])
+        self.assertEqual(linked(e), [])
+        # a failed create links nothing
+        f = str(uuid.uuid4())
+        self.assertEqual(self.post_q(f, dict(gcc, validationCode="67890"), user)[0], 400)
+        self.assertEqual(linked(f), [])
+        # errors and faults
+        status, _, data = self.req("GET", "/v1/customers/nope/validations", token=self.token)
+        self.assertEqual((status, json.loads(data)), (400, INVALID_CUSTOMER))
+        self.assertEqual(self.req("GET", "/v1/customers/fa11aaaa-0000-0000-0000-000000000000"
+                                  "/validations", token=self.token)[0], 404)
+        self.assertEqual(self.req("GET", "/v1/customers/%s503/validations" % P2,
+                                  token=self.token)[0], 503)
+        status, _, data = self.req("GET", "/v1/customers/%s603/validations" % P2,
+                                   token=self.token)
+        self.assertEqual(json.loads(data), [{"validationId": 7}])
+        self.assertEqual(self.req("DELETE", "/v1/customers/%s/validations" % GENERIC,
+                                  token=self.token)[0], 405)
+        self.assertEqual(self.stats()["customer_validations_requests"], 11)
+        # "all" is still the partner's list
+        self.assertEqual(len(linked("all")), 3)
+        self.control("POST", "reset")
+        self.token = self.new_token()
+        self.assertEqual(linked(t), [])
+
+    def test_overrides_of_the_validation_endpoints(self):
+        user = self.new_token(USER_FORM)
+        vs = {"type": "account", "status": "NotAllowed", "lastUpdateDateTime": None}
+        self.override(GENERIC, {"validation_status": vs})
+        self.override(GENERIC, {"validations": [{"validationId": "x"}]})
+        self.assertEqual(json.loads(self.vstatus(GENERIC, user)[2]), vs)
+        self.assertEqual(json.loads(self.req("GET", "/v1/customers/%s/validations" % GENERIC,
+                                             token=self.token)[2]), [{"validationId": "x"}])
+        self.assertEqual(json.loads(self.get_q(GENERIC)[2]), GENERIC_OK)   # untouched
+        # the App-only and type checks come first
+        self.assertEqual(self.vstatus(GENERIC, self.token)[0], 403)
+        self.assertEqual(self.vstatus(GENERIC, user, "")[0], 400)
+        shown = self.override(GENERIC, {"fail": 503, "endpoint": "validationStatus"})
+        self.assertIsNone(shown["override"])
+        self.assertEqual(sorted(shown["overrides"]), ["validationStatus", "validations"])
+        self.assertEqual(shown["overrides"]["validationStatus"]["status"], 503)
+        self.assertEqual(self.vstatus(GENERIC, user)[0], 503)
+        self.assertEqual(self.get_q(GENERIC)[0], 200)
+        # a fail without endpoint: all three; clear with an endpoint: that one
+        self.override(GENERIC, {"fail": 429})
+        self.assertEqual(self.vstatus(GENERIC, user)[0], 429)
+        self.assertEqual(self.req("GET", "/v1/customers/%s/validations" % GENERIC,
+                                  token=self.token)[0], 429)
+        self.assertEqual(self.get_q(GENERIC)[0], 429)
+        self.override(GENERIC, {"clear": True, "endpoint": "qualifications"})
+        self.assertEqual(self.get_q(GENERIC)[0], 200)
+        self.assertEqual(self.vstatus(GENERIC, user)[0], 429)
+        self.assertEqual(self.stats()["overrides"], 1)
+        shown = self.override(GENERIC, {"clear": True})
+        self.assertEqual((shown["override"], shown["overrides"]), (None, {}))
+        self.assertEqual(self.stats()["overrides"], 0)
+        self.assertEqual(json.loads(self.vstatus(GENERIC, user)[2])["status"], "Unknown")
+        for bad in ({"validation_status": vs, "endpoint": "validations"},
+                    {"fail": 503, "endpoint": "nope"}, {"validations": [], "fail": 503},
+                    {"clear": True, "endpoint": None}):
+            self.override(GENERIC, bad, 400)
 
     # -- customer list -----------------------------------------------------------------
     def customers(self, query="", token_header=None, conn=None):

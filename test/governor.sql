@@ -444,6 +444,9 @@ SELECT pg_sleep(0.35);
 SELECT pg_temp.step('bulk', '{}', format('SELECT * FROM pc_qualifications(%L::uuid[])', pg_temp.tenants(12)));
 SELECT pg_temp.step('customers', '{}', $$SELECT * FROM pc_customers()$$);
 SELECT pg_temp.step('validation codes', '{}', $$SELECT * FROM pc_validation_codes()$$);
+SELECT pg_temp.step('validation status', ARRAY['pcqual.refresh_token_file', pg_temp.tap_dir('refresh_token')],
+                    $$SELECT * FROM pc_validation_status('11111111-0000-0000-0000-000000000010')$$);
+SELECT pg_temp.step('customer validations', '{}', $$SELECT * FROM pc_customer_validations('c0dec0de-0000-4000-8000-000000000001')$$);
 SELECT pg_temp.step('create', ARRAY['pcqual.refresh_token_file', pg_temp.tap_dir('refresh_token')],
                     $$SELECT * FROM pc_create_qualification('d0000000-0000-4000-8000-0000000000e1', 'Education', 'K12')$$);
 SELECT pg_temp.step('create again', ARRAY['pcqual.refresh_token_file', pg_temp.tap_dir('refresh_token')],
@@ -459,6 +462,8 @@ SELECT pc_governor_reset();
 CREATE TEMP TABLE seen AS
     SELECT CASE WHEN kind = 'token' THEN 'token'
                 WHEN kind = 'api' AND path ~ '^/v1/customers/all/validations' THEN 'validation_codes'
+                WHEN kind = 'api' AND path ~ '^/v1/customers/[^/?]+/validationStatus' THEN 'validation_status'
+                WHEN kind = 'api' AND path ~ '^/v1/customers/[^/?]+/validations' THEN 'customer_validations'
                 WHEN kind = 'api' AND path ~ '^/v1/customers/[^/?]+/qualifications' AND method = 'POST' THEN 'create_qualification'
                 WHEN kind = 'api' AND path ~ '^/v1/customers/[^/?]+/qualifications' THEN 'qualifications'
                 WHEN kind = 'api' AND path ~ '^/v1/customers/?(\?|$)' THEN 'customers'
@@ -469,17 +474,19 @@ CREATE TEMP TABLE stat AS SELECT * FROM pc_stat;
 SELECT results_eq($$SELECT label, state FROM workload ORDER BY n$$,
                   $$VALUES ('ok', NULL), ('429 then 200', NULL), ('500 then 200', NULL), ('404', 'P0002'),
                            ('401', '28000'), ('dropped', '58000'), ('429 too long', '58000'), ('bulk', NULL),
-                           ('customers', NULL), ('validation codes', NULL), ('create', NULL),
+                           ('customers', NULL), ('validation codes', NULL), ('validation status', NULL),
+                           ('customer validations', NULL), ('create', NULL),
                            ('create again', '23505'), ('wrong secret', '28000'), ('503', '58000')$$,
                   'the workload: successes, retried and final failures, a token refused');
 SELECT is((SELECT count(*) FROM seen WHERE endpoint IS NULL), 0::bigint, 'every request the emulator saw is one of pc_stat''s endpoints');
 SELECT ok((SELECT count(*) FILTER (WHERE status IS NULL) > 0 AND count(*) FILTER (WHERE status = 429) > 0
                   AND count(*) FILTER (WHERE status = 401) > 0 AND count(*) FILTER (WHERE status = 409) > 0
-                  AND count(*) FILTER (WHERE status >= 500) > 0 AND count(DISTINCT endpoint) = 5 FROM seen),
-          'the emulator saw dropped connections, 429, 401, 409, 5xx, and all five endpoints');
+                  AND count(*) FILTER (WHERE status >= 500) > 0 AND count(DISTINCT endpoint) = 7 FROM seen),
+          'the emulator saw dropped connections, 429, 401, 409, 5xx, and all seven endpoints');
 SELECT set_eq($$SELECT endpoint FROM stat$$,
-              $$VALUES ('token'), ('qualifications'), ('create_qualification'), ('customers'), ('validation_codes')$$,
-              'pc_stat has the five endpoints');
+              $$VALUES ('token'), ('qualifications'), ('create_qualification'), ('customers'), ('validation_codes'),
+                       ('validation_status'), ('customer_validations')$$,
+              'pc_stat has the seven endpoints');
 SELECT results_eq(
     $$SELECT endpoint, requests, status_2xx, status_401, status_403, status_404, status_409, status_429,
              status_4xx_other, status_5xx, status_other, transport_failures
@@ -509,13 +516,13 @@ SELECT results_eq(
 SELECT ok((SELECT retry_wait_ms BETWEEN 900 AND 10000 FROM stat WHERE endpoint = 'qualifications'),
           'retry_wait_ms includes the 1 s Retry-After waited for');
 SELECT is((SELECT array_agg(endpoint ORDER BY endpoint) FROM stat WHERE bytes_received > 0),
-          ARRAY['create_qualification', 'customers', 'qualifications', 'token', 'validation_codes'],
+          ARRAY['create_qualification', 'customer_validations', 'customers', 'qualifications', 'token', 'validation_codes', 'validation_status'],
           'bytes_received > 0 for every endpoint (all answered with bodies)');
 SELECT is((SELECT array_agg(endpoint ORDER BY endpoint) FROM stat
            WHERE mean_latency_ms > 0 AND mean_latency_ms <= max_latency_ms
              AND p50_latency_ms <= p95_latency_ms AND p95_latency_ms <= p99_latency_ms
              AND p99_latency_ms <= max_latency_ms),
-          ARRAY['create_qualification', 'customers', 'qualifications', 'token', 'validation_codes'],
+          ARRAY['create_qualification', 'customer_validations', 'customers', 'qualifications', 'token', 'validation_codes', 'validation_status'],
           'latencies set, p50 <= p95 <= p99 <= max, mean within');
 SELECT ok((SELECT shared_token_hits >= 1 FROM stat WHERE endpoint = 'token')
           AND (SELECT bool_and(shared_token_hits IS NULL) FROM stat WHERE endpoint <> 'token'),

@@ -12,11 +12,16 @@
 #                                    valid 2020-01-01 to 2020-01-02 only
 #   self-signed.crt, self-signed.key not signed by the CA; SAN IP:127.0.0.1
 #   client.crt, client.key           RSA 2048 self-signed: the "Azure AD app
-#                                    certificate" client assertions are signed with
+#                                    certificate" client assertions are signed with;
+#                                    valid 10 years (3650 days) from now
+#   client-expiring.crt, client-expiring.key
+#                                    the same kind (CN pcqual-test-app, its own
+#                                    key), valid only 10 days from now: a
+#                                    credential that expires within 30 days
 # Certificates are mode 644, keys 600.  Only the openssl command line is used
 # (OpenSSL 3.0 and later: no -not_before/-not_after, so the expired
-# certificate comes from `openssl ca -startdate/-enddate`).  Takes well under
-# a second.
+# certificate comes from `openssl ca -startdate/-enddate`).  Takes a second
+# or two (the two RSA keys).
 set -euo pipefail
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then
@@ -111,11 +116,16 @@ ec_key self-signed
 openssl req -new -x509 -key "$tmp/self-signed.key" -out "$tmp/self-signed.crt" -days 3650 \
 	-subj "/CN=pcqual test self-signed" -extensions self_signed_ext
 
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/client.key" 2>/dev/null
-openssl req -new -x509 -key "$tmp/client.key" -out "$tmp/client.crt" -days 3650 \
-	-subj "/CN=pcqual-test-app" -extensions client_ext
+# name days: an RSA 2048 key and a self-signed client certificate
+client() {
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/$1.key" 2>/dev/null
+	openssl req -new -x509 -key "$tmp/$1.key" -out "$tmp/$1.crt" -days "$2" \
+		-subj "/CN=pcqual-test-app" -extensions client_ext
+}
+client client 3650
+client client-expiring 10
 
-for name in ca server wrong-name expired self-signed client; do
+for name in ca server wrong-name expired self-signed client client-expiring; do
 	chmod 644 "$tmp/$name.crt"
 	chmod 600 "$tmp/$name.key"
 	mv -f "$tmp/$name.crt" "$tmp/$name.key" "$dir/"

@@ -6,7 +6,7 @@ verify client assertions).  Listens on loopback only.  Usage:
 
   python3 test/pc_emulator.py [--host 127.0.0.1] [--port 18765]
                               [--latency-ms 0] [--quiet]
-                              [--tls-dir DIR] [--client-cert FILE]
+                              [--tls-dir DIR] [--client-cert FILE ...]
 
 The default port may also come from the environment variable
 PCQUAL_EMULATOR_PORT.
@@ -33,13 +33,34 @@ Unless --quiet is given, the first line written to stdout is
 (one line; the https part only with --tls-dir).  TLS: TLS 1.2+, ALPN
 http/1.1, keep-alive as on plain HTTP.
 
---tls-dir DIR also registers DIR/client.crt as the application's
-certificate for client assertions; --client-cert FILE registers FILE
-instead (and works without --tls-dir).
+--tls-dir DIR also registers DIR/client.crt, and DIR/client-expiring.crt
+when it exists (test/make-certs.sh makes both), as the application's
+certificates for client assertions (an assertion names its certificate by
+x5t); --client-cert FILE (repeatable) registers FILE instead (and works
+without --tls-dir).
 
 Credentials: client id "pcqual-test-app", secret "pcqual-test-secret",
-refresh token "pcqual-test-refresh"; the access token "pcqual-static-token"
-is always accepted (App-only).
+refresh token "pcqual-test-refresh" (and "pcqual-test-refresh-idle", which
+always answers AADSTS700082); the access token "pcqual-static-token" is
+always accepted (App-only).
+
+Access tokens.  App-only: "emu-app-N" (opaque), unless config
+app_token_jwt=on makes them JWT-shaped too.  App+User (refresh_token grant):
+always JWT-shaped, three base64url parts (no padding) joined by ".":
+  emu-user-N.PAYLOAD.SIGNATURE
+The first part is the token's id, NOT a base64url JSON header (so that the
+token still starts with its kind); config jwt_header=json makes it a real
+one, base64url of {"typ":"JWT","alg":"RS256","kid":"emu-user-N"}.  PAYLOAD
+is base64url of the JSON claims {"aud": the form's resource (default
+https://api.partnercenter.microsoft.com), "iss": "https://sts.windows.net/
+<partner tenant>/", "iat", "nbf", "exp" (Unix seconds: now +
+token_expires_in), "appid": "pcqual-test-app", "tid": <partner tenant>,
+"uti": "emu-user-N", "ver": "1.0", "amr", "scp": the form's scope (default
+user_impersonation), "upn": "admin@partner.example"}; "amr" is
+["pwd", "mfa"], or ["pwd"] when config token_mfa=off at the time the token
+is issued.  App-only JWTs have "idtyp": "app" and "roles": [] instead of
+amr/scp/upn.  SIGNATURE is an HMAC no client can check.  The emulator
+accepts a token exactly as it issued it (it never parses one).
 
 Token endpoint (Azure AD v1):  POST /{partner_tenant}/oauth2/token
   form-encoded.  Answers carry Cache-Control: no-store, no-cache.  No error
@@ -48,7 +69,8 @@ Token endpoint (Azure AD v1):  POST /{partner_tenant}/oauth2/token
   - partner tenant "redirect.onmicrosoft.com" (any case): 307 with
     Location: http://HOST:P+5/stolen-token, whatever the request.
   - grant_type=client_credentials with client_id + client_secret: an
-    App-only token "emu-app-N" ({"token_type","expires_in" (a string),
+    App-only token "emu-app-N" (JWT-shaped with app_token_jwt=on)
+    ({"token_type","expires_in" (a string),
     "ext_expires_in","access_token","resource"}); "resource" is required
     (400 AADSTS900144); a wrong id or secret: 401 AADSTS7000215.
     Logged with auth "client_credentials".
@@ -80,15 +102,22 @@ Token endpoint (Azure AD v1):  POST /{partner_tenant}/oauth2/token
                          (remembered until /_emulator/reset)
     Success: an App-only token, as for the secret; logged with auth
     "client_credentials+assertion".
-  - grant_type=refresh_token: an App+User token "emu-user-N" ({"token_type",
-    "expires_in" (a number),"access_token","refresh_token","scope"}); a
+  - grant_type=refresh_token: an App+User token "emu-user-N.PAYLOAD.SIG"
+    (above; {"token_type", "expires_in" (a number),"access_token",
+    "refresh_token","scope"}); a
     client_id or client_secret, if sent, must be right (401 AADSTS7000215).
     Every success returns a NEW refresh token "pcqual-test-refresh-rot-N"
     (N global, never reused).  Valid refresh tokens: "pcqual-test-refresh"
     and every one issued (issued ones stay valid across reset).  Unknown:
-    400 invalid_grant AADSTS70000.  Config refresh_rotation_strict=on: each
-    refresh token, the original too, works once (uses while it was off do
-    not count); a used one answers 400 invalid_grant AADSTS70008 ("The
+    400 invalid_grant AADSTS70000.  Expired by disuse: the refresh token
+    "pcqual-test-refresh-idle" always, and every valid one while config
+    refresh_expired=on, answer 400 {"error": "invalid_grant",
+    "error_description": "AADSTS700082: The refresh token has expired due
+    to inactivity. ...", "error_codes": [700082]} (a use that answers this
+    is not a use for refresh_rotation_strict).  Config
+    refresh_rotation_strict=on: each refresh token, the original too, works
+    once (uses while it was off do not count); a used one answers 400
+    invalid_grant AADSTS70008 ("The
     refresh token has expired or was revoked"); /_emulator/reset forgets
     which were used.
   - config token_fault (default off) changes every 200 answer:
@@ -107,7 +136,15 @@ Token endpoint (Azure AD v1):  POST /{partner_tenant}/oauth2/token
 
 Partner Center API (Authorization: Bearer <token>; a missing, unknown,
 revoked or expired token answers 401 code 900420 with WWW-Authenticate).
-MS-CorrelationId and MS-RequestId are echoed on every API answer.
+MS-CorrelationId and MS-RequestId are echoed on every API answer.  Then,
+for every path and method:
+  - config require_mfa=on: an App+User token issued without mfa in its amr
+    answers 401 {"code": 900421, "description": "Multi-factor
+    authentication is required: ..."} with WWW-Authenticate: Bearer
+    error="insufficient_claims" (App-only tokens are not affected)
+  - config require_contract_version=on: a request whose MS-Contract-Version
+    header is missing or not exactly "v1" answers 400 (PC error body, code
+    400).  The header is recorded (log column contract_version) either way.
   GET  /v1/customers/{tenant}/qualifications
          first an override set with /_emulator/customer (below), then
          FIXTURES (below), then the fault tenants, then (any valid GUID)
@@ -145,11 +182,37 @@ MS-CorrelationId and MS-RequestId are echoed on every API answer.
          - the tenant already holds it (created earlier), or holds
            Education and asks GCC or the reverse: 409 600040
          - success: remembered for the tenant (until reset); a GCC create
-           decrements its validation code's remainingCreates; answers 201
+           decrements its validation code's remainingCreates and links the
+           code to the customer (GET .../validations); answers 201
            with the one new item {"qualification","vettingStatus":
            "InReview","vettingCreatedDate"} (StateOwnedEntity: only
            "qualification"), or, for tenants starting "aaaaaaaa", 200
            {"qualifications": [every item created for the tenant]}.
+  GET  /v1/customers/{tenant}/validationStatus?type=account   App+User only
+         in this order: an App-only token: 403 900329 (as POST above);
+         type missing or not exactly "account": 400 (PC error body, code
+         400); then as the customer endpoints below.  Answer 200
+         {"type": "account", "status": S, "lastUpdateDateTime":
+         "2024-03-01T10:00:00Z"}, S by the tenant id's LAST hex digit:
+         0 4 8 c Allowed, 1 5 9 d UnderReview, 2 6 a e NotAllowed,
+         3 7 b f Unknown.  Counted as validation_status_requests.
+  GET  /v1/customers/{tenant}/validations  App-only or App+User
+         the GCC validation code linked to the customer, a bare array:
+         [{"customerId": <tenant, lower-case>, "partnerId",
+           "organizationName", "validationId", "eTag"}] (partnerId, name and
+         eTag as in /v1/customers/all/validations below) for a tenant with
+         a successful GovernmentCommunityCloud create (its code; until
+         reset) or, else, a tenant starting "c0dec0de" (code 12345, Contoso,
+         Inc.); [] otherwise.  Counted as customer_validations_requests.
+    Both, after the checks above, in this order: an override of that
+    endpoint (/_emulator/customer below); the 22222222- fault tenants as
+    for GET qualifications (the same statuses and bodies, except the
+    endpoint's own bodies for 600 malformed JSON, 602 the key field
+    (status / validationId) missing, 603 that field a number, 612 100 KB
+    fields; 611 waits 10 s, then the normal answer); the 33333333-
+    retry tenants 1..8 (attempts counted per endpoint; a 200 step is the
+    normal answer); not a GUID: 400 2001; fa11...: 404 60003.  Other
+    methods: 405.
   GET  /v1/customers/all/validations      App-only or App+User
          [{"partnerId","organizationName","validationId","maxCreates",
            "remainingCreates","eTag"}, ...]: 12345 (Contoso, Inc., 4 of 5
@@ -222,15 +285,19 @@ Fixtures by customer tenant id (case-insensitive):
         tenants whose change bucket is < C.
   cccccccc-0000-4000-8000-000000000NNN  the customer list; their
         qualifications are the generic answer.
+  c0dec0de-....                         GENERIC_OK; validation code 12345
+                                        linked (GET .../validations)
   fa11....                              404 tenant not found
   any other GUID                        GENERIC_OK (or what POST created)
+  (GET .../validationStatus: the status by the last hex digit, above)
 
 Control API (never delayed, never auth-checked, never recorded):
   GET  /_emulator/health     -> 200 "ok"
   POST /_emulator/reset      -> (once the requests being answered are
                                 answered, up to 10 s) clear log, attempt
                                 counters, statistics,
-                                created qualifications, MS-RequestId memory,
+                                created qualifications and validation code
+                                links, MS-RequestId memory,
                                 validation counts, customer overrides, used
                                 refresh tokens and assertion jti's; config
                                 back to CLI defaults; revoke all access tokens
@@ -243,15 +310,27 @@ Control API (never delayed, never auth-checked, never recorded):
          token_fault (off|crlf|no_token|non_json|unavailable),
          validations_shape (array|wrapped|empty), customers_page_latency_ms,
          sync_epoch (>= 0), change_percent, fail_percent (0..100),
-         customer_count (0..100000, the length of the customer list)
+         customer_count (0..100000, the length of the customer list),
+         token_mfa (on: App+User tokens issued from now on have amr
+         ["pwd","mfa"], the default; off: ["pwd"]), require_mfa (on/off),
+         app_token_jwt (on/off: App-only tokens JWT-shaped), jwt_header
+         (id|json: the first part of a JWT-shaped token), refresh_expired
+         (on/off: AADSTS700082), require_contract_version (on/off); see
+         above for each
   GET|POST /_emulator/customer?tenant=<uuid>
          POST a JSON body, one of:
            {"qualifications": [...]}  GET of that tenant answers 200 with
                                       that array (overrides fixtures and
                                       created state)
-           {"fail": NNN}              GET answers status NNN (400..599) with
-                                      a PC error body every time (429 adds
-                                      Retry-After: 1); an optional
+           {"validation_status": V}   GET .../validationStatus answers 200
+                                      with the JSON value V (any; after the
+                                      App-only and type checks)
+           {"validations": V}         GET .../validations answers 200 with V
+           {"fail": NNN}              the tenant's qualifications,
+                                      validationStatus and validations
+                                      endpoints answer status NNN (400..599)
+                                      with a PC error body every time (429
+                                      adds Retry-After: 1); an optional
                                       "description" replaces the error
                                       description (e.g. with control
                                       characters, to test sanitising) and
@@ -259,20 +338,26 @@ Control API (never delayed, never auth-checked, never recorded):
                                       (default: the status); a failure
                                       override also answers POSTs to that
                                       tenant (after the token check)
-           {"clear": true}            remove the override
-         GET shows the override ({"tenant", "override": {"status","body"}
-         or null}).  Reset clears all overrides.
+           {"clear": true}            remove the tenant's overrides
+         "fail" and "clear" take an optional "endpoint": "qualifications",
+         "validationStatus" or "validations", to apply to that endpoint
+         only.  Each POST changes only the endpoints it names (an answer
+         names its own), the others keep theirs.
+         GET shows them ({"tenant", "override": the qualifications one as
+         {"status","body"} or null, "overrides": {endpoint: {"status",
+         "body"}}}).  Reset clears all overrides.
   GET  /_emulator/requests   -> PostgreSQL COPY text format, columns:
          seq, method, path, kind, tenant, status, auth, correlation_id,
          request_id, application, user_agent, accept, content_type, body,
-         continuation_token, query
+         continuation_token, query, contract_version
          kind: api, token, other, redirect-target.  auth: the bearer token
          (api), the grant label (token), the Authorization header
          (redirect-target).  body: API requests: the body as text (invalid
          UTF-8 replaced, cut at 65536 characters), NULL when empty; other
          kinds: the form key names only (see the token endpoint).
          continuation_token: the MS-ContinuationToken header.  query: the
-         raw query string (NULL without "?").  NUL characters are written
+         raw query string (NULL without "?").  contract_version: the
+         MS-Contract-Version header.  NUL characters are written
          as the four characters \\x00.
        ?format=json          -> JSON array (adds "time")
        ?since=N              -> only records with seq > N
@@ -282,7 +367,8 @@ Control API (never delayed, never auth-checked, never recorded):
          in_flight, connections, tokens_valid, log_entries,
          customer_pages, validations_requests, qualifications_created,
          post_replays, redirect_target_requests, assertion_grants,
-         refresh_grants, overrides
+         refresh_grants, overrides (tenants with one),
+         validation_status_requests, customer_validations_requests
 """
 
 import _thread
@@ -320,13 +406,16 @@ from urllib.parse import parse_qsl, unquote
 APP_CLIENT_ID = "pcqual-test-app"
 APP_CLIENT_SECRET = "pcqual-test-secret"
 REFRESH_TOKEN = "pcqual-test-refresh"
+IDLE_REFRESH_TOKEN = "pcqual-test-refresh-idle"     # always AADSTS700082
 STATIC_TOKEN = "pcqual-static-token"
+API_AUDIENCE = "https://api.partnercenter.microsoft.com"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 REDIRECT_PARTNER = "redirect.onmicrosoft.com"
 
 DEFAULT_PORT = 18765
 PORT_BLOCK = 6                       # P, P+1..P+4 (TLS), P+5 (redirect target)
 TLS_CERTS = ("server", "wrong-name", "expired", "self-signed")   # P+1..P+4
+TLS_CLIENT_CERTS = ("client.crt", "client-expiring.crt")   # registered with --tls-dir
 REDIRECT_OFFSET = 5
 MAX_BODY = 16 * 1024 * 1024          # request bodies larger than this: 413
 MAX_LOG = 500_000                    # recorded requests kept (oldest dropped)
@@ -375,6 +464,11 @@ NOT_FOUND = pc_error(404, "Resource not found.")
 SERVICE_UNAVAILABLE = pc_error(503, "The service is temporarily unavailable.")
 APP_ONLY_REFUSED = pc_error(900329, "This resource doesn't support application-only "
                                     "authentication.")
+MFA_REQUIRED = pc_error(900421, "Multi-factor authentication is required: the access token's "
+                                "amr claim does not include mfa.")
+CONTRACT_VERSION_REQUIRED = pc_error(400, "The MS-Contract-Version header is required and must "
+                                          "be v1.")
+BAD_VALIDATION_TYPE = pc_error(400, "The type query parameter is required and must be account.")
 
 AAD_INVALID_CLIENT = json.dumps({
     "error": "invalid_client",
@@ -388,6 +482,10 @@ AAD_INVALID_GRANT = json.dumps({
 AAD_REFRESH_USED = aad_error("invalid_grant", 70008,
                              "The refresh token has expired or was revoked. The refresh "
                              "token was already redeemed.")
+AAD_REFRESH_IDLE = aad_error("invalid_grant", 700082,
+                             "The refresh token has expired due to inactivity. The token was "
+                             "issued on 2025-01-01T00:00:00.0000000Z and was inactive for "
+                             "90.00:00:00.")
 AAD_UNSUPPORTED_GRANT = json.dumps({
     "error": "unsupported_grant_type",
     "error_description": "AADSTS70003: The app requested an unsupported grant type. "
@@ -582,6 +680,64 @@ VALIDATIONS = (
      "maxCreates": 10, "remainingCreates": 10, "eTag": ETAG},
 )
 
+# GET /v1/customers/{tenant}/validationStatus?type=account: the status by the
+# tenant id's last hex digit mod 4 (0 4 8 c Allowed, 1 5 9 d UnderReview,
+# 2 6 a e NotAllowed, 3 7 b f Unknown)
+VALIDATION_STATUSES = ("Allowed", "UnderReview", "NotAllowed", "Unknown")
+VALIDATION_STATUS_DATE = "2024-03-01T10:00:00Z"
+
+
+def validation_status_body(key):
+    status = VALIDATION_STATUSES[int(key[-1], 16) % 4]
+    return json.dumps({"type": "account", "status": status,
+                       "lastUpdateDateTime": VALIDATION_STATUS_DATE}).encode()
+
+
+# GET /v1/customers/{tenant}/validations: tenants starting c0dec0de have
+# 12345 linked; a successful GCC create links its code
+LINKED_PREFIX = "c0dec0de"
+LINKED_CODE = "12345"
+
+
+def customer_validation(key, code, validations):
+    v = find_validation(validations, code) or {}
+    return {"customerId": key, "partnerId": PARTNER_ID,
+            "organizationName": v.get("organizationName"), "validationId": code, "eTag": ETAG}
+
+
+# the 22222222- faults with a plain body, as the two endpoints above answer
+# them (the other faults are answered as the qualifications endpoint does)
+def _endpoint_faults():
+    n = 100 * 1024
+    status_faults = {
+        "600": b'{"type": "account", "status": }',
+        "602": b'{"type":"account","lastUpdateDateTime":"2024-03-01T10:00:00Z"}',
+        "603": b'{"type":"account","status":7}',
+        "612": json.dumps({"type": "account", "status": "S" * n,
+                           "lastUpdateDateTime": "D" * n}).encode(),
+    }
+    validations_faults = {
+        "600": b'[{"validationId": "12345",]',
+        "602": json.dumps([{"customerId": "x", "partnerId": PARTNER_ID,
+                            "organizationName": "Contoso, Inc.", "eTag": ETAG}]).encode(),
+        "603": b'[{"validationId": 7}]',
+        "612": json.dumps([{"customerId": "C" * n, "partnerId": "P" * n,
+                            "organizationName": "O" * n, "validationId": "V" * n,
+                            "eTag": "E" * n}]).encode(),
+    }
+    out = {}
+    for endpoint, own in (("validationStatus", status_faults), ("validations", validations_faults)):
+        table = {}
+        for k, fx in FIXTURES.items():
+            if k.startswith(P2):
+                nnn = k[len(P2):]
+                table[k] = (fx[0], own[nnn]) if nnn in own else fx
+        out[endpoint] = table
+    return out
+
+
+ENDPOINT_FAULTS = _endpoint_faults()
+
 # bulk tenants 44444444-...: (change bucket, fail bucket) from a hash
 BULK_DATE = "2024-01-15T10:00:00Z"
 BULK_BODIES = {s: json.dumps([{"qualification": "Education", "vettingStatus": s,
@@ -684,21 +840,38 @@ def read_continuation(token):
     return d["offset"], d["size"], flt
 
 
+# the endpoints of a customer an override applies to
+OVERRIDE_ENDPOINTS = ("qualifications", "validationStatus", "validations")
+OVERRIDE_ANSWERS = {"qualifications": "qualifications", "validation_status": "validationStatus",
+                    "validations": "validations"}
+
+
 def override_from(doc):
-    """A /_emulator/customer body as a fixture tuple, "clear", or None if invalid."""
+    """A /_emulator/customer body as (endpoints, fixture tuple, or None to
+    clear them), or None if invalid."""
     if not isinstance(doc, dict) or not doc:
         return None
-    if isinstance(doc.get("qualifications"), list) and len(doc) == 1:
-        return (200, json.dumps(doc["qualifications"]).encode())
+    keys = set(doc) - {"endpoint"}
+    endpoint = doc.get("endpoint")
+    if "endpoint" in doc and endpoint not in OVERRIDE_ENDPOINTS:
+        return None
+    if len(keys) == 1 and next(iter(keys)) in OVERRIDE_ANSWERS:
+        name = next(iter(keys))
+        target = OVERRIDE_ANSWERS[name]
+        if endpoint not in (None, target) or (name == "qualifications"
+                                              and not isinstance(doc[name], list)):
+            return None
+        return (target,), (200, json.dumps(doc[name]).encode())
+    endpoints = (endpoint,) if endpoint else OVERRIDE_ENDPOINTS
     status = doc.get("fail")
     description = doc.get("description", "Injected failure for this customer.")
     code = doc.get("code", status)
     if (type(status) is int and 400 <= status <= 599 and isinstance(description, str)
-            and type(code) in (int, str) and set(doc) <= {"fail", "description", "code"}):
+            and type(code) in (int, str) and keys <= {"fail", "description", "code"}):
         body = pc_error(code, description)
-        return (status, body, JSON, (("Retry-After", "1"),) if status == 429 else ())
-    if doc.get("clear") is True and len(doc) == 1:
-        return "clear"
+        return endpoints, (status, body, JSON, (("Retry-After", "1"),) if status == 429 else ())
+    if doc.get("clear") is True and keys == {"clear"}:
+        return endpoints, None
     return None
 
 
@@ -720,16 +893,17 @@ def http_date():
 
 
 COUNTERS = ("customer_pages", "validations_requests", "qualifications_created",
-            "post_replays", "redirect_target_requests", "assertion_grants", "refresh_grants")
+            "post_replays", "redirect_target_requests", "assertion_grants", "refresh_grants",
+            "validation_status_requests", "customer_validations_requests")
 
 
 class State:
     """Everything the handlers (of every listener) share.  Locks are held
     for a few bytecodes only."""
 
-    def __init__(self, defaults, cert=None):
+    def __init__(self, defaults, certs=None):
         self.defaults = dict(defaults)
-        self.cert = cert                       # ClientCert or None
+        self.certs = certs or {}               # x5t -> ClientCert
         self.lock = threading.Lock()           # log, attempts, statistics, sets below
         self.flight_lock = threading.Lock()    # in-flight counter
         self.token_lock = threading.Lock()     # token and refresh token counters
@@ -751,7 +925,7 @@ class State:
             self.log = collections.deque(maxlen=MAX_LOG)
             self.next_seq = 1
             self.attempts = {}
-            self.tokens = {}                   # token -> expiry (monotonic)
+            self.tokens = {}                   # token -> (expiry (monotonic), App+User?, MFA?)
             self.api_requests = 0
             self.token_requests = 0
             self.other_requests = 0
@@ -765,7 +939,8 @@ class State:
             self.answers = {}                  # (tenant, MS-RequestId) -> (status, body)
             self.request_ids = set()           # (tenant, MS-RequestId) seen by RETRY_ONCE
             self.validations = [dict(v) for v in VALIDATIONS]
-            self.overrides = {}                # tenant -> fixture tuple
+            self.overrides = {}                # tenant -> {endpoint: fixture tuple}
+            self.links = {}                    # tenant -> GCC validation code (created)
             self.refresh_used = set()
             self.jtis = set()
 
@@ -791,26 +966,58 @@ class State:
         self.tokens = {}
         return n
 
-    def issue(self, prefix):
+    def issue(self, user, partner_tenant, audience, scope=None):
+        """A new access token and its lifetime.  App+User tokens are JWT-shaped
+        (see make_jwt), App-only ones with config app_token_jwt only."""
+        prefix = "emu-user-" if user else "emu-app-"
         with self.token_lock:
             self.token_seq += 1
-            token = "%s%d" % (prefix, self.token_seq)
-        lifetime = self.config["token_expires_in"]
-        self.tokens[token] = time.monotonic() + lifetime
+            ident = "%s%d" % (prefix, self.token_seq)
+        cfg = self.config
+        lifetime = cfg["token_expires_in"]
+        mfa = user and cfg["token_mfa"]
+        token = ident
+        if user or cfg["app_token_jwt"]:
+            now = int(time.time())
+            claims = {"aud": audience or API_AUDIENCE,
+                      "iss": "https://sts.windows.net/%s/" % partner_tenant,
+                      "iat": now, "nbf": now, "exp": now + lifetime,
+                      "appid": APP_CLIENT_ID, "tid": partner_tenant, "uti": ident, "ver": "1.0"}
+            if user:
+                claims.update(amr=["pwd", "mfa"] if mfa else ["pwd"],
+                              scp=scope or "user_impersonation", upn="admin@partner.example")
+            else:
+                claims.update(idtyp="app", roles=[])
+            token = make_jwt(ident, claims, cfg["jwt_header"] == "json")
+        self.tokens[token] = (time.monotonic() + lifetime, user, mfa)
         return token, lifetime
 
-    def token_ok(self, token):
+    def token_info(self, token):
+        """(App+User?, MFA?) of a valid access token, else None."""
         if token == STATIC_TOKEN:
-            return True
-        exp = self.tokens.get(token)
-        return exp is not None and time.monotonic() < exp
+            return False, False
+        info = self.tokens.get(token)
+        if info is None or time.monotonic() >= info[0]:
+            return None
+        return info[1], info[2]
+
+    def token_ok(self, token):
+        return self.token_info(token) is not None
+
+    def is_user_token(self, token):
+        info = self.token_info(token)
+        return info is not None and info[0]
 
     def redeem_refresh(self, refresh_token):
         """(new refresh token, None), or (None, error body)."""
         strict = self.config["refresh_rotation_strict"]
         with self.token_lock:
+            if refresh_token == IDLE_REFRESH_TOKEN:
+                return None, AAD_REFRESH_IDLE
             if refresh_token != REFRESH_TOKEN and refresh_token not in self.refresh_issued:
                 return None, AAD_INVALID_GRANT
+            if self.config["refresh_expired"]:
+                return None, AAD_REFRESH_IDLE
             if strict:
                 if refresh_token in self.refresh_used:
                     return None, AAD_REFRESH_USED
@@ -945,6 +1152,12 @@ CONFIG_KEYS = {
     "change_percent": _at_most(100),
     "fail_percent": _at_most(100),
     "customer_count": _at_most(MAX_CUSTOMERS),
+    "token_mfa": _flag,
+    "require_mfa": _flag,
+    "app_token_jwt": _flag,
+    "jwt_header": _choice(("id", "json")),
+    "refresh_expired": _flag,
+    "require_contract_version": _flag,
 }
 
 
@@ -954,7 +1167,9 @@ def default_config(latency_ms=0):
             "refresh_rotation_strict": False, "token_fault": "",
             "validations_shape": "array", "customers_page_latency_ms": 0,
             "sync_epoch": 0, "change_percent": 0, "fail_percent": 0,
-            "customer_count": DEFAULT_CUSTOMERS}
+            "customer_count": DEFAULT_CUSTOMERS, "token_mfa": True, "require_mfa": False,
+            "app_token_jwt": False, "jwt_header": "id", "refresh_expired": False,
+            "require_contract_version": False}
 
 
 def parse_config_value(key, raw):
@@ -976,7 +1191,7 @@ def copy_field(v):
 
 LOG_FIELDS = ("seq", "time", "method", "path", "kind", "tenant", "status", "auth",
               "correlation_id", "request_id", "application", "user_agent", "accept",
-              "content_type", "body", "continuation_token", "query")
+              "content_type", "body", "continuation_token", "query", "contract_version")
 COPY_COLUMNS = (0,) + tuple(range(2, len(LOG_FIELDS)))   # indexes into a log entry
 
 
@@ -1007,6 +1222,22 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def make_jwt(ident, claims, json_header=False):
+    """An access token shaped as a JWT: header.payload.signature, base64url
+    without padding; the signature is an HMAC no client can check.  The
+    header part is the token's id (emu-user-N, so that it still starts with
+    its kind), or with json_header a real JSON header carrying the id as
+    "kid"."""
+    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    if json_header:
+        head = b64url(json.dumps({"typ": "JWT", "alg": "RS256", "kid": ident},
+                                 separators=(",", ":")).encode())
+    else:
+        head = ident
+    sig = b64url(hmac.new(CONT_KEY, (head + "." + payload).encode(), "sha256").digest())
+    return head + "." + payload + "." + sig
+
+
 def b64url_decode(text):
     text = text.rstrip("=")
     if not re.fullmatch(r"[A-Za-z0-9_-]+", text):
@@ -1027,7 +1258,8 @@ class ClientCert:
         der = base64.b64decode(b"".join(m.group(1).split()))
         self.x5t = b64url(hashlib.sha1(der).digest())
         self.workdir = workdir
-        self.pubkey = os.path.join(workdir, "client-pubkey.pem")
+        self.pubkey = os.path.join(workdir, "client-pubkey-%s.pem"
+                                   % hashlib.sha256(self.x5t.encode()).hexdigest()[:16])
         out = subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", path],
                              capture_output=True, timeout=30, check=True).stdout
         with open(self.pubkey, "wb") as f:
@@ -1055,7 +1287,7 @@ def _is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def check_assertion(form, audience, cert, now):
+def check_assertion(form, audience, certs, now):
     """Azure AD's checks of a client_credentials request with a client
     assertion.  Returns (None, jti) when it is good, else ((status, AADSTS
     code, description), None).  No description quotes the assertion."""
@@ -1063,7 +1295,7 @@ def check_assertion(form, audience, cert, now):
         return (400, 9002313, "Invalid request. Request is malformed or invalid: send "
                 "client_assertion_type=%s and a client_assertion, and no client_secret."
                 % JWT_BEARER), None
-    if cert is None:
+    if not certs:
         return (401, 700027, "Client assertion failed signature validation. No "
                 "certificate is registered for the application."), None
     parts = form.get("client_assertion", "").split(".")
@@ -1082,7 +1314,8 @@ def check_assertion(form, audience, cert, now):
     if header.get("alg") != "RS256":
         return (401, 700027, "Client assertion failed signature validation. The signing "
                 "algorithm must be RS256."), None
-    if header.get("x5t") != cert.x5t:
+    cert = certs.get(header.get("x5t")) if isinstance(header.get("x5t"), str) else None
+    if cert is None:
         return (401, 700027, "Client assertion failed signature validation. [Reason - The "
                 "key was not found.] The certificate thumbprint (x5t) is not registered "
                 "for the application."), None
@@ -1364,7 +1597,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 _intern(dict.get(h, "ms-partnercenter-application")),
                 _intern(dict.get(h, "user-agent")), _intern(dict.get(h, "accept")),
                 _intern(dict.get(h, "content-type")), self.log_body,
-                dict.get(h, "ms-continuationtoken"), self.query)
+                dict.get(h, "ms-continuationtoken"), self.query,
+                _intern(dict.get(h, "ms-contract-version")))
 
     def answer(self, kind, tenant, auth, status, body=b"", ctype=JSON, extra=(),
                echo_ids=False):
@@ -1411,7 +1645,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if error is not None:
                 return self.token_reply(partner_tenant, grant, 400, error)
             st.count("refresh_grants")
-            token, life = st.issue("emu-user-")
+            token, life = st.issue(True, partner_tenant, form.get("resource"), form.get("scope"))
             return self.token_success(partner_tenant, grant, {
                 "token_type": "Bearer", "expires_in": life, "access_token": token,
                 "refresh_token": refresh, "scope": form.get("scope") or "user_impersonation"})
@@ -1424,7 +1658,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def app_token(self, partner_tenant, label, form):
         if "resource" not in form:
             return self.token_reply(partner_tenant, label, 400, AAD_NO_RESOURCE)
-        token, life = self.state.issue("emu-app-")
+        token, life = self.state.issue(False, partner_tenant, form["resource"])
         self.token_success(partner_tenant, label, {
             "token_type": "Bearer", "expires_in": str(life), "ext_expires_in": str(life),
             "access_token": token, "resource": form["resource"]})
@@ -1448,7 +1682,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         host = dict.get(self.headers, "host") or "%s:%d" % (st.url_host,
                                                             self.server.server_port)
         audience = "%s://%s%s" % (self.scheme, host, path)
-        error, jti = check_assertion(form, audience, st.cert, time.time())
+        error, jti = check_assertion(form, audience, st.certs, time.time())
         if error is None and not st.first_use(st.jtis, jti):
             error = (401, 50013, "Assertion is invalid: the assertion (jti) was already used.")
         if error is not None:
@@ -1508,11 +1742,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.state.in_flight -= 1
 
     def api_inner(self, parts, query, body, tenant, token):
-        if token is None or not self.state.token_ok(token):
+        st = self.state
+        info = st.token_info(token) if token is not None else None
+        if info is None:
             self.answer("api", tenant, token, 401, AUTH_FAILED,
                         extra=(("WWW-Authenticate", 'Bearer error="invalid_token"'),),
                         echo_ids=True)
             return
+        cfg = st.config
+        if cfg["require_mfa"] and info[0] and not info[1]:
+            self.answer("api", tenant, token, 401, MFA_REQUIRED,
+                        extra=(("WWW-Authenticate", 'Bearer error="insufficient_claims"'),),
+                        echo_ids=True)
+            return
+        if (cfg["require_contract_version"]
+                and dict.get(self.headers, "ms-contract-version") != "v1"):
+            return self.answer("api", tenant, token, 400, CONTRACT_VERSION_REQUIRED,
+                               echo_ids=True)
         method = self.command
         get = method in ("GET", "HEAD")
         if len(parts) == 5 and parts[2] == "customers" and parts[3]:
@@ -1525,6 +1771,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if parts[4] == "validations" and tenant.lower() == "all":
                 if get:
                     return self.validations(tenant, token)
+                return self.not_allowed(tenant, token, "GET")
+            if parts[4] == "validations":
+                if get:
+                    return self.customer_validations(tenant, token)
+                return self.not_allowed(tenant, token, "GET")
+            if parts[4] == "validationStatus":
+                if get:
+                    return self.validation_status(tenant, token, query)
                 return self.not_allowed(tenant, token, "GET")
         elif len(parts) == 3 and parts[2] == "customers":
             if get:
@@ -1553,7 +1807,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         key = tenant.lower()
         st = self.state
         if st.overrides:
-            fx = st.overrides.get(key)
+            fx = st.overrides.get(key, {}).get("qualifications")
             if fx is not None:
                 return self.fixture_answer(tenant, token, fx)
         fx = FIXTURES.get(key)
@@ -1573,12 +1827,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if key == DROP_TENANT:
             self.drop("api", tenant, token)
         if key == TRUNCATE_TENANT:
-            st.record(self.entry("api", tenant, 200, token), "api", 200)
-            self.close_connection = True
-            self.wfile.write(("HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: application/json\r\n"
-                              "Content-Length: 1000\r\n\r\n" % http_date()).encode()
-                             + b'[{"qualifi')     # 10 of the 1000 bytes
-            raise Drop()
+            self.truncated(tenant, token)
         if key == SLOW_TENANT:
             self.wait_or_drop(SLOW_SECONDS, tenant, token)
             return self.fixture_answer(tenant, token, FIXTURES[P1 + "01"])
@@ -1595,6 +1844,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer("api", tenant, token, 200, json.dumps(created).encode(),
                                echo_ids=True)
         return self.answer("api", tenant, token, 200, GENERIC_OK, echo_ids=True)
+
+    def truncated(self, tenant, token):
+        """200 with Content-Length: 1000, 10 bytes of body, then the connection closes."""
+        self.state.record(self.entry("api", tenant, 200, token), "api", 200)
+        self.close_connection = True
+        self.wfile.write(("HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: application/json\r\n"
+                          "Content-Length: 1000\r\n\r\n" % http_date()).encode()
+                         + b'[{"qualifi')     # 10 of the 1000 bytes
+        raise Drop()
 
     def stream(self, tenant, token):
         """Chunked, endless (2 GB) array of Education items."""
@@ -1651,9 +1909,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(step)       # pipelined bytes: not a disconnect; keep waiting
 
     # -- create a qualification ------------------------------------------------
+    def refuse_app_only(self, tenant, token):
+        """An App-only token: answer 403 900329 and return True."""
+        if self.state.is_user_token(token):
+            return False
+        self.answer("api", tenant, token, 403, APP_ONLY_REFUSED, echo_ids=True)
+        return True
+
     def post_qualification(self, tenant, token, query, body):
-        if not token.startswith("emu-user-"):
-            return self.answer("api", tenant, token, 403, APP_ONLY_REFUSED, echo_ids=True)
+        if self.refuse_app_only(tenant, token):
+            return
         key = tenant.lower()
         if not GUID_RE.match(tenant):
             return self.answer("api", tenant, token, 400, INVALID_CUSTOMER, echo_ids=True)
@@ -1661,7 +1926,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.redirect(tenant, token)
         fx = POST_ERRORS.get(key)
         if fx is None:
-            fx = self.state.overrides.get(key)
+            fx = self.state.overrides.get(key, {}).get("qualifications")
             fx = fx if fx is not None and fx[0] >= 400 else None
         if fx is not None:
             return self.fixture_answer(tenant, token, fx)
@@ -1706,7 +1971,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 canon if canon in held else EXCLUSIVE[canon],
                 "" if canon in held else ", which excludes " + canon))
         if canon == "GovernmentCommunityCloud":
-            find_validation(st.validations, gcc_code(doc, query))["remainingCreates"] -= 1
+            code = gcc_code(doc, query)
+            find_validation(st.validations, code)["remainingCreates"] -= 1
+            st.links[key] = code
         item = {"qualification": canon}
         if canon != "StateOwnedEntity":
             item["vettingStatus"] = "InReview"
@@ -1751,6 +2018,68 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if v["remainingCreates"] <= 0:
                 return pc_error(600020, "The validation code has no creates left.")
         return None
+
+    # -- a customer's validation status and linked validation code ----------------
+    def customer_endpoint(self, endpoint, tenant, token, normal):
+        """A GET of a customer's validationStatus or validations: an override
+        (/_emulator/customer), the 22222222- fault tenants, the 33333333-
+        retry tenants (their 200 steps answer normal), not a GUID: 400,
+        fa11...: 404, else normal(lower-case tenant) -> (status, body)."""
+        key = tenant.lower()
+        st = self.state
+        fx = st.overrides.get(key, {}).get(endpoint) if st.overrides else None
+        if fx is not None:
+            return self.fixture_answer(tenant, token, fx)
+        fx = ENDPOINT_FAULTS[endpoint].get(key)
+        if fx is not None:
+            return self.fixture_answer(tenant, token, fx)
+        steps = RETRY_FIXTURES.get(key)
+        if steps is not None:
+            n = st.attempt((endpoint, key))
+            step = steps[min(n, len(steps)) - 1]
+            if step == "drop":
+                self.drop("api", tenant, token)
+            if callable(step):
+                step = step()
+            return self.fixture_answer(tenant, token, normal(key) if step[0] == 200 else step)
+        if key == STREAM_TENANT:
+            return self.stream(tenant, token)
+        if key == DROP_TENANT:
+            self.drop("api", tenant, token)
+        if key == TRUNCATE_TENANT:
+            self.truncated(tenant, token)
+        if key == SLOW_TENANT:
+            self.wait_or_drop(SLOW_SECONDS, tenant, token)
+            return self.fixture_answer(tenant, token, normal(key))
+        if key == REDIRECT_TENANT:
+            return self.redirect(tenant, token)
+        if not GUID_RE.match(tenant):
+            return self.answer("api", tenant, token, 400, INVALID_CUSTOMER, echo_ids=True)
+        if key.startswith("fa11"):
+            return self.answer("api", tenant, token, 404, TENANT_NOT_FOUND, echo_ids=True)
+        return self.fixture_answer(tenant, token, normal(key))
+
+    def validation_status(self, tenant, token, query):
+        self.state.count("validation_status_requests")
+        if self.refuse_app_only(tenant, token):
+            return
+        if dict(parse_qsl(query or "", keep_blank_values=True)).get("type") != "account":
+            return self.answer("api", tenant, token, 400, BAD_VALIDATION_TYPE, echo_ids=True)
+        self.customer_endpoint("validationStatus", tenant, token,
+                               lambda key: (200, validation_status_body(key)))
+
+    def customer_validations(self, tenant, token):
+        st = self.state
+        st.count("customer_validations_requests")
+
+        def linked(key):
+            code = st.links.get(key) or (LINKED_CODE if key.startswith(LINKED_PREFIX) else None)
+            with st.lock:
+                validations = [dict(v) for v in st.validations]
+            items = [customer_validation(key, code, validations)] if code else []
+            return 200, json.dumps(items).encode()
+
+        self.customer_endpoint("validations", tenant, token, linked)
 
     # -- validation codes and the customer list ---------------------------------
     def validations(self, tenant, token):
@@ -1871,17 +2200,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 fx = None
             if fx is None:
                 return self.send_json(400, {"error": 'expected {"qualifications": [...]}, '
-                                                     '{"fail": 400..599} or {"clear": true}'})
+                                                     '{"validation_status": ...}, '
+                                                     '{"validations": ...}, '
+                                                     '{"fail": 400..599} or {"clear": true}, '
+                                                     'optionally with "endpoint"'})
+            endpoints, answer = fx
             with st.lock:
                 overrides = dict(st.overrides)          # replaced, never mutated
-                if fx == "clear":
-                    overrides.pop(key, None)
+                mine = dict(overrides.get(key, {}))
+                for e in endpoints:
+                    if answer is None:
+                        mine.pop(e, None)
+                    else:
+                        mine[e] = answer
+                if mine:
+                    overrides[key] = mine
                 else:
-                    overrides[key] = fx
+                    overrides.pop(key, None)
                 st.overrides = overrides
-        fx = st.overrides.get(key)
-        return self.send_json(200, {"tenant": key, "override": None if fx is None else {
-            "status": fx[0], "body": fx[1].decode("utf-8", "replace")}})
+        mine = st.overrides.get(key, {})
+
+        def shown(fx):
+            return None if fx is None else {"status": fx[0],
+                                            "body": fx[1].decode("utf-8", "replace")}
+
+        return self.send_json(200, {"tenant": key, "override": shown(mine.get("qualifications")),
+                                    "overrides": {e: shown(fx) for e, fx in mine.items()}})
 
     def send_requests(self, params):
         st = self.state
@@ -2055,9 +2399,10 @@ def main(argv=None):
     ap.add_argument("--tls-dir", metavar="DIR",
                     help="test/make-certs.sh's output: HTTPS on P+1..P+4, and DIR/client.crt "
                          "as the application's certificate")
-    ap.add_argument("--client-cert", metavar="FILE",
-                    help="the application's certificate for client assertions "
-                         "(default DIR/client.crt with --tls-dir)")
+    ap.add_argument("--client-cert", metavar="FILE", action="append",
+                    help="an application's certificate for client assertions, repeatable "
+                         "(default with --tls-dir: DIR/client.crt and, if present, "
+                         "DIR/client-expiring.crt)")
     ap.add_argument("--quiet", action="store_true", help="print nothing")
     args = ap.parse_args(argv)
     if not is_loopback(args.host):
@@ -2066,17 +2411,24 @@ def main(argv=None):
         ap.error("--latency-ms must be >= 0")
     latency = int(args.latency_ms) if args.latency_ms == int(args.latency_ms) else args.latency_ms
     host = "127.0.0.1" if args.host == "localhost" else args.host
-    cert_path = args.client_cert or (os.path.join(args.tls_dir, "client.crt")
-                                     if args.tls_dir else None)
+    cert_paths = args.client_cert or []
+    if not cert_paths and args.tls_dir:
+        cert_paths = [os.path.join(args.tls_dir, name) for name in TLS_CLIENT_CERTS
+                      if name == TLS_CLIENT_CERTS[0]
+                      or os.path.exists(os.path.join(args.tls_dir, name))]
 
     workdir = tempfile.mkdtemp(prefix="pc_emulator-")
     servers = []
     try:
-        try:
-            cert = ClientCert(cert_path, workdir) if cert_path else None
-        except (OSError, ValueError, subprocess.SubprocessError) as e:
-            sys.exit("pc_emulator: cannot read the client certificate %s: %s" % (cert_path, e))
-        state = State(default_config(latency), cert)
+        certs = {}
+        for cert_path in cert_paths:
+            try:
+                cert = ClientCert(cert_path, workdir)
+            except (OSError, ValueError, subprocess.SubprocessError) as e:
+                sys.exit("pc_emulator: cannot read the client certificate %s: %s"
+                         % (cert_path, e))
+            certs[cert.x5t] = cert
+        state = State(default_config(latency), certs)
         try:
             servers = open_listeners(host, args.port, state, args.tls_dir, args.quiet)
         except OSError as e:
