@@ -862,16 +862,21 @@ describe_invalid_json(size_t len, size_t error_offset, PcqBodyProblem *problem)
 							error_offset, len);
 }
 
-/* One page of GET /v1/customers; false with *problem on a bad body. */
-bool
-pcq_parse_customer_page(const char *body, size_t len, PcqCustomerPage *page,
-						PcqBodyProblem *problem)
+/* Builds a result from a parsed body; false with *problem when it is bad. */
+typedef bool (*BodyReader) (const cJSON *root, void *result, PcqBodyProblem *problem);
+
+/*
+ * Parse a body that is one JSON value and read it with reader, deleting
+ * the cJSON tree on every path; false with *problem on a bad body.
+ */
+static bool
+read_body(const char *body, size_t len, BodyReader reader, void *result,
+		  PcqBodyProblem *problem)
 {
 	cJSON	   *root;
 	size_t		error_offset;
 	volatile bool ok = false;
 
-	memset(page, 0, sizeof(*page));
 	problem->text = NULL;
 	problem->sqlstate = 0;
 	root = parse_json(body, len, &error_offset);
@@ -882,7 +887,7 @@ pcq_parse_customer_page(const char *body, size_t len, PcqCustomerPage *page,
 	}
 	PG_TRY();
 	{
-		ok = customer_page_from_json(root, page, problem);
+		ok = reader(root, result, problem);
 	}
 	PG_FINALLY();
 	{
@@ -890,6 +895,21 @@ pcq_parse_customer_page(const char *body, size_t len, PcqCustomerPage *page,
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+static bool
+customer_page_reader(const cJSON *root, void *page, PcqBodyProblem *problem)
+{
+	return customer_page_from_json(root, (PcqCustomerPage *) page, problem);
+}
+
+/* One page of GET /v1/customers; false with *problem on a bad body. */
+bool
+pcq_parse_customer_page(const char *body, size_t len, PcqCustomerPage *page,
+						PcqBodyProblem *problem)
+{
+	memset(page, 0, sizeof(*page));
+	return read_body(body, len, customer_page_reader, page, problem);
 }
 
 static PcqValidationCode *
@@ -977,34 +997,19 @@ validation_status_from_json(const cJSON *root, PcqValidationStatus *v,
 	return true;
 }
 
+static bool
+validation_status_reader(const cJSON *root, void *status, PcqBodyProblem *problem)
+{
+	return validation_status_from_json(root, (PcqValidationStatus *) status, problem);
+}
+
 /* One customer's account validation status; false with *problem on a bad body. */
 bool
 pcq_parse_validation_status(const char *body, size_t len,
 							PcqValidationStatus *status, PcqBodyProblem *problem)
 {
-	cJSON	   *root;
-	size_t		error_offset;
-	volatile bool ok = false;
-
 	memset(status, 0, sizeof(*status));
-	problem->text = NULL;
-	problem->sqlstate = 0;
-	root = parse_json(body, len, &error_offset);
-	if (root == NULL)
-	{
-		describe_invalid_json(len, error_offset, problem);
-		return false;
-	}
-	PG_TRY();
-	{
-		ok = validation_status_from_json(root, status, problem);
-	}
-	PG_FINALLY();
-	{
-		cJSON_Delete(root);
-	}
-	PG_END_TRY();
-	return ok;
+	return read_body(body, len, validation_status_reader, status, problem);
 }
 
 /* ---- access token claims ---- */

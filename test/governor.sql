@@ -575,7 +575,7 @@ SELECT is((SELECT count(*) FROM pc_stat
              AND mean_latency_ms IS NULL AND max_latency_ms IS NULL AND p50_latency_ms IS NULL
              AND p95_latency_ms IS NULL AND p99_latency_ms IS NULL
              AND stats_reset BETWEEN (SELECT at FROM clock WHERE label = 'stat_reset2') AND clock_timestamp()),
-          5::bigint, 'pc_stat_reset() zeroes every counter of the five rows and sets stats_reset');
+          7::bigint, 'pc_stat_reset() zeroes every counter of the seven rows and sets stats_reset');
 
 DROP ROLE IF EXISTS pcqual_tap_governor_plain;
 DROP ROLE IF EXISTS pcqual_tap_governor_reader;
