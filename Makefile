@@ -52,7 +52,7 @@ PG_CPPFLAGS = -I$(srcdir)/src $(pcqual_cflags) -DPCQUAL_VERSION='"$(PCQUAL_VERSI
 # pg_regress suites, one per user-facing feature (sql/ and expected/).
 # They need the Partner Center emulator: `make installcheck` starts it
 # (test/with-emulator.sh, below), or uses the one test/check.sh started.
-REGRESS = setup seed_examples shapes nulls_and_dates bulk errors settings credentials privileges write discover sync upgrade
+REGRESS = setup seed_examples shapes nulls_and_dates bulk errors settings credentials privileges write validation discover sync upgrade
 REGRESS_OPTS = --inputdir=$(srcdir) --encoding=UTF8
 
 PG_CONFIG ?= pg_config
