@@ -45,6 +45,9 @@ packages=(
 	# listed.
 	"postgresql-$major" "postgresql-server-dev-$major"
 	libcurl4-openssl-dev libcjson-dev libssl-dev
+	# pkg-config (pkgconf in every release): the Makefile takes the
+	# libraries' flags from their .pc files
+	pkgconf
 	# tests: pgTAP and pg_prove, pg_cron
 	"postgresql-$major-pgtap" libtap-parser-sourcehandler-pgtap-perl
 	"postgresql-$major-cron"

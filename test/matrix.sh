@@ -2,7 +2,10 @@
 # test/matrix.sh [release ...]
 #
 # The release matrix: runs the README's two commands, ./test/demo.sh then
-# ./test/check.sh, as root in a fresh Debian root file system per release:
+# ./test/check.sh, as root in a fresh Debian root file system per release,
+# then ./test/installcheck-running.sh: `make installcheck` as a PGXS user
+# runs it, as postgres against a pg_createcluster cluster that preloads
+# pcqual, with the emulator started by the Makefile's own wrapper:
 #   bookworm  Debian 12, PostgreSQL 15
 #   trixie    Debian 13, PostgreSQL 17; then ./test/pg-upgrade.sh, a
 #             pg_upgrade from 15 (bookworm's postgresql-15, kept as on a
@@ -408,6 +411,11 @@ for release in "${releases[@]}"; do
 	run_step "$release" "$root" "$log" ./test/check.sh 'cd /root/pcqual && ./test/check.sh' ||
 		failures+=("$(failure check.sh $?)")
 	check_time=$((SECONDS - t))
+	t=$SECONDS
+	run_step "$release" "$root" "$log" ./test/installcheck-running.sh \
+		'cd /root/pcqual && ./test/installcheck-running.sh' ||
+		failures+=("$(failure installcheck-running.sh $?)")
+	installcheck_time=$((SECONDS - t))
 	times_upgrade=
 	from=$(upgrade_from_of "$release")
 	if [ -n "$from" ]; then
@@ -423,7 +431,7 @@ for release in "${releases[@]}"; do
 	fi
 	current_root=
 	total=$((SECONDS - start))
-	times="base root $built s, root ready $((ready - built)) s, demo.sh $demo_time s, check.sh $check_time s$times_upgrade"
+	times="base root $built s, root ready $((ready - built)) s, demo.sh $demo_time s, check.sh $check_time s, installcheck-running.sh $installcheck_time s$times_upgrade"
 	if [ ${#failures[@]} -eq 0 ]; then
 		result[$release]="$name: passed in $total s ($times)"
 	else
