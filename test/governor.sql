@@ -12,7 +12,10 @@ CREATE TEMP TABLE peer_connstr AS SELECT :'connstr'::text AS connstr;
 
 -- n new generic customers (the emulator answers any GUID with one row)
 CREATE FUNCTION pg_temp.tenants(n int) RETURNS uuid[] LANGUAGE sql AS $$
-    SELECT array_agg(gen_random_uuid()) FROM generate_series(1, n)
+    -- random, but in the emulator's bulk range (44444444-...): a random id
+    -- could start fa11 or 2222..., the emulator's 404 and fault tenants
+    SELECT array_agg(('44444444' || substr(gen_random_uuid()::text, 9))::uuid)
+    FROM generate_series(1, n)
 $$;
 
 -- Another session (dblink connection name); returns its backend's pid.

@@ -117,7 +117,9 @@ CREATE TEMP TABLE unreachable AS
 SELECT is((SELECT state FROM unreachable), '58000', 'an unreachable proxy: 58000');
 SELECT matches((SELECT message FROM unreachable), '^could not get an answer from Azure AD for a token request',
                'the token request got no answer');
-SELECT matches((SELECT detail FROM unreachable), '127\.0\.0\.1 port 1\M',
+-- libcurl up to 8.14 says "Failed to connect to 127.0.0.1 port 1", 8.22
+-- "Failed to connect to 127.0.0.1:18766 over proxy 127.0.0.1".
+SELECT matches((SELECT detail FROM unreachable), '127\.0\.0\.1 port 1\M|over proxy 127\.0\.0\.1\M',
                'the DETAIL names the proxy''s address (curl''s reason)');
 SELECT is((SELECT count(*) FROM pg_temp.emulator_log()), 0::bigint,
           'and nothing went to the emulator directly');
