@@ -12,19 +12,34 @@ test/install-deps.sh
 pg_major=$(test/pg-major.sh)
 pg_config=/usr/lib/postgresql/$pg_major/bin/pg_config
 
-# PGXS does not notice a change of major: objects compiled against another
-# major's headers (e.g. after PG_MAJOR=...) would be linked as they are.
-# The headers' directory is in each object's debug information; rebuild
-# from scratch unless every object names this major's.
-server_includes=$("$pg_config" --includedir-server)
-for o in src/*.o; do
-	if [ -e "$o" ] && ! grep -qaF "$server_includes" "$o"; then
-		make -s clean PG_CONFIG="$pg_config"
-		break
+# test/check.sh --installed: the pcqual a Debian package installed
+# (test/build-deb.sh, apt-get install ./build/postgresql-NN-pcqual_*.deb) is
+# tested as it is; nothing is built or installed from this tree.
+if [ -n "${PCQUAL_TEST_INSTALLED:-}" ]; then
+	control=$("$pg_config" --sharedir)/extension/pcqual.control
+	package=$(dpkg-query -S "$control" 2>/dev/null | cut -d: -f1 || true)
+	if [ -z "$package" ]; then
+		echo "--installed: no package provides $control; build and install" \
+			"postgresql-$pg_major-pcqual first (test/build-deb.sh, then" \
+			"apt-get install ./build/postgresql-$pg_major-pcqual_*.deb)" >&2
+		exit 1
 	fi
-done
-make -s PG_CONFIG="$pg_config"
-make -s install PG_CONFIG="$pg_config"
+	echo "testing the installed package $package $(dpkg-query -W -f='${Version}' "$package")"
+else
+	# PGXS does not notice a change of major: objects compiled against another
+	# major's headers (e.g. after PG_MAJOR=...) would be linked as they are.
+	# The headers' directory is in each object's debug information; rebuild
+	# from scratch unless every object names this major's.
+	server_includes=$("$pg_config" --includedir-server)
+	for o in src/*.o; do
+		if [ -e "$o" ] && ! grep -qaF "$server_includes" "$o"; then
+			make -s clean PG_CONFIG="$pg_config"
+			break
+		fi
+	done
+	make -s PG_CONFIG="$pg_config"
+	make -s install PG_CONFIG="$pg_config"
+fi
 
 # The emulator listens on fixed loopback ports (18765 and up). Another
 # check.sh or demo.sh on this machine, or one in a test/matrix.sh chroot

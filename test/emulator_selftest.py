@@ -10,9 +10,15 @@ the in-flight counters of the first) and checks its rules with http.client,
 ssl and raw sockets; client assertions are signed with the openssl command.
 Covers tokens (JWT-shaped App+User tokens with and without MFA, require_mfa,
 refresh tokens expired by disuse), MS-Contract-Version, a customer's
-validationStatus and linked validation code, and the certificates
-test/make-certs.sh makes (client-expiring.crt included).
-Runs in about 15 seconds (the slow fixture sets the pace).
+validationStatus and linked validation code, the certificates
+test/make-certs.sh makes (client-expiring.crt included), and what users'
+own tests rely on: --fixtures (answers and config as written, again after
+a reset; every kind of bad file ends it with status 2 and its message,
+before it listens; the docstring's example file loads), --print-settings
+(parsed: the real port, the --secret-file path, mode 0600), --pid-file,
+and the command run as pcqual-emulator (a symbolic link on PATH) from
+another directory.
+Runs in about 17 seconds (the slow fixture and the bad files set the pace).
 """
 
 import base64
@@ -28,6 +34,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import tempfile
@@ -1079,7 +1086,8 @@ class EmulatorTest(unittest.TestCase):
                 text = openssl("x509", "-in", n + ".crt", "-noout", "-text").stdout
                 self.assertIn("rsaEncryption", text)
                 self.assertIn("Public-Key: (2048 bit)", text)
-                self.assertIn("Subject: CN = pcqual-test-app", text)
+                # OpenSSL 3.0 prints "CN = x", 3.5 (Debian 13+) "CN=x"
+                self.assertRegex(text, r"Subject: CN ?= ?pcqual-test-app\n")
                 end = openssl("x509", "-in", n + ".crt", "-noout", "-enddate").stdout
                 end = datetime.strptime(end.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y GMT")
                 left = (end.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc)).days
@@ -1835,6 +1843,301 @@ class EmulatorTest(unittest.TestCase):
                                   capture_output=True, timeout=20)
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn(b"cannot listen on 127.0.0.1:", proc.stderr)
+
+    # -- your own tests: --fixtures, --secret-file, --print-settings, --pid-file ----
+    def own_emulator(self, args, cmd=None, cwd=None, env=None, pid_file=None):
+        """Start an emulator with args, stdout to a file; wait until pid_file
+        exists.  Returns (process, stdout path)."""
+        d = tempfile.mkdtemp(prefix="emulator-own-")
+        self.addCleanup(shutil.rmtree, d, True)
+        out_path = os.path.join(d, "stdout")
+        with open(out_path, "wb") as out:
+            proc = subprocess.Popen((cmd or [sys.executable, EMULATOR]) + list(args),
+                                    stdout=out, stderr=subprocess.PIPE, cwd=cwd, env=env)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        self.addCleanup(proc.stderr.close)
+        self.wait_for(lambda: os.path.exists(pid_file) or proc.poll() is not None,
+                      "the pid file", timeout=20)
+        if proc.poll() is not None:
+            self.fail("the emulator exited: %r" % proc.stderr.read())
+        return proc, out_path
+
+    def req_at(self, port, method, path, body=None, **kw):
+        """req() on a new connection to port, closed afterwards."""
+        c = self.conn(port)
+        try:
+            return self.req(method, path, body, conn=c, **kw)
+        finally:
+            c.close()
+
+    def get_at(self, port, tenant, token):
+        return self.req_at(port, "GET", "/v1/customers/%s/qualifications" % tenant,
+                           token=token)
+
+    SETTING_RE = r"^%sSET (pcqual\.[a-z_]+) = ('(?:[^']|'')*'|on);$"
+
+    def parse_settings(self, lines, prefix=""):
+        settings = {}
+        for line in lines:
+            m = re.match(self.SETTING_RE % re.escape(prefix), line)
+            self.assertIsNotNone(m, line)
+            v = m.group(2)
+            settings[m.group(1)] = v if v == "on" else v[1:-1].replace("''", "'")
+        self.assertEqual(len(settings), len(lines))
+        return settings
+
+    def check_settings(self, settings, port, secret):
+        url = "http://127.0.0.1:%d" % port
+        self.assertEqual(settings, {
+            "pcqual.base_url": url, "pcqual.authority": url, "pcqual.allow_http": "on",
+            "pcqual.partner_tenant": "pcqual-test-partner.onmicrosoft.com",
+            "pcqual.client_id": "pcqual-test-app",
+            "pcqual.client_secret_file": settings["pcqual.client_secret_file"]})
+        path = settings["pcqual.client_secret_file"]
+        self.assertTrue(os.path.isabs(path), path)
+        self.assertEqual(os.path.realpath(path), os.path.realpath(secret))
+        st = os.lstat(path)
+        self.assertTrue(stat.S_ISREG(st.st_mode))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        with open(path) as f:
+            secret_value = f.read()
+        self.assertEqual(secret_value, "pcqual-test-secret\n")
+        # what pcqual does with these settings: a token, then a request
+        form = dict(APP_FORM, client_id=settings["pcqual.client_id"],
+                    client_secret=secret_value.strip())
+        status, _, data = self.req_at(port, "POST", "/%s/oauth2/token"
+                                      % settings["pcqual.partner_tenant"], urlencode(form),
+                                      headers={"Content-Type":
+                                               "application/x-www-form-urlencoded"})
+        self.assertEqual(status, 200, data)
+        return json.loads(data)["access_token"]
+
+    def test_fixtures_file(self):
+        d = tempfile.mkdtemp(prefix="emulator-fixtures-")
+        self.addCleanup(shutil.rmtree, d, True)
+        approved = "0E5B0A4C-8D3F-4A51-9A6E-3F1C2B7D9E01"
+        none, gone, mixed = (approved[:-2].lower() + n for n in ("02", "04", "05"))
+        items = [{"qualification": "Education", "vettingStatus": "Approved",
+                  "vettingCreatedDate": "2024-01-01T00:00:00Z", "extra": [1, {"x": None}]},
+                 {"qualification": "StateOwnedEntity"}]
+        status_doc = {"type": "account", "status": "Allowed", "lastUpdateDateTime": None}
+        fixtures = {"comment": ["ignored"], "customers": {
+            approved: {"qualifications": items},
+            none: {"qualifications": []},
+            gone: {"fail": 404, "description": "Tenant not found.", "code": 60003},
+            mixed: [{"validation_status": status_doc},
+                    {"fail": 503, "endpoint": "qualifications"}]},
+            "config": {"latency_ms": 20, "customer_count": 3, "require_mfa": True,
+                       "token_fault": "off", "customers_page_latency_ms": 2.5}}
+        path = os.path.join(d, "fixtures.json")
+        with open(path, "w") as f:
+            json.dump(fixtures, f)
+        secret, pid = os.path.join(d, "secret"), os.path.join(d, "pid")
+        proc, out = self.own_emulator(["--port", "0", "--fixtures", path, "--latency-ms", "1",
+                                       "--secret-file", secret, "--print-settings",
+                                       "--pid-file", pid], pid_file=pid)
+        # ready: the listening lines (unchanged), then the settings, then the pid file
+        with open(out) as f:
+            lines = f.read().splitlines()
+        m = re.fullmatch(r"pc_emulator listening on http://127\.0\.0\.1:(\d+)", lines[0])
+        self.assertIsNotNone(m, lines)
+        port = int(m.group(1))
+        self.assertEqual(lines[1], "pc_emulator also on http://127.0.0.1:%d (redirect target)"
+                         % (port + 5))
+        self.assertEqual(len(lines), 8, lines)
+        token = self.check_settings(self.parse_settings(lines[2:]), port, secret)
+        with open(pid) as f:
+            self.assertEqual(f.read(), "%d\n" % proc.pid)
+        want_config = dict(DEFAULT_CONFIG, latency_ms=1, customer_count=3, require_mfa=True,
+                           customers_page_latency_ms=2.5)
+
+        def check_start_state():
+            for tenant in (approved, approved.lower()):
+                status, r, data = self.get_at(port, tenant, token)
+                self.assertEqual(status, 200)
+                self.assertJson(r, data, items)
+            status, r, data = self.get_at(port, none, token)
+            self.assertEqual((status, json.loads(data)), (200, []))
+            status, _, data = self.get_at(port, gone, token)
+            self.assertEqual((status, json.loads(data)), (404, dict(
+                NOT_FOUND, description="Tenant not found.")))
+            self.assertEqual(self.get_at(port, mixed, token)[0], 503)
+            status, _, data = self.get_at(port, GENERIC, token)
+            self.assertEqual((status, json.loads(data)), (200, GENERIC_OK))
+            self.assertEqual(json.loads(self.control("GET", "config", port=port)), want_config)
+            self.assertEqual(json.loads(self.control("GET", "stats", port=port))["overrides"], 4)
+
+        check_start_state()
+        user = json.loads(self.req_at(port, "POST", "/t/oauth2/token", urlencode(USER_FORM),
+                                      headers={"Content-Type":
+                                               "application/x-www-form-urlencoded"})[2])
+        status, _, data = self.req_at(port, "GET", "/v1/customers/%s/validationStatus"
+                                      "?type=account" % mixed, token=user["access_token"])
+        self.assertEqual((status, json.loads(data)), (200, status_doc))
+        # a test changes things; reset goes back to the file's start state
+        self.req_at(port, "POST", "/_emulator/customer?tenant=" + approved, {"fail": 500})
+        self.req_at(port, "POST", "/_emulator/customer?tenant=" + gone, {"clear": True})
+        self.req_at(port, "POST", "/_emulator/config?customer_count=50&require_mfa=off")
+        self.assertEqual(self.get_at(port, approved, token)[0], 500)
+        self.assertEqual(self.get_at(port, gone, token)[0], 200)
+        self.control("POST", "reset", port=port)
+        token = self.check_settings(self.parse_settings(lines[2:]), port, secret)
+        check_start_state()
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 0)
+        self.assertEqual(proc.stderr.read(), b"")
+        with open(out) as f:
+            self.assertEqual(f.read().splitlines()[8:], ["pc_emulator stopped"])
+        self.assertFalse(os.path.exists(secret))
+        self.assertFalse(os.path.exists(pid))
+
+    def test_fixtures_bad_files(self):
+        d = tempfile.mkdtemp(prefix="emulator-bad-fixtures-")
+        self.addCleanup(shutil.rmtree, d, True)
+        t = "0e5b0a4c-8d3f-4a51-9a6e-3f1c2b7d9e01"
+        cases = [
+            ('{"customers": {', "not JSON: "),
+            ("[]", 'expected a JSON object with "customers"'),
+            ('{"customers": {}, "settings": {}}', "settings: unknown top-level key"),
+            ('{"customers": []}', "customers: expected an object"),
+            ('{"customers": {"not-a-guid": {"fail": 404}}}', "customers.not-a-guid: not a "
+                                                             "customer tenant id"),
+            ('{"customers": {"%s": {"fail": 404}, "%s": {"fail": 500}}}' % (t, t.upper()),
+             "customers.%s: the same tenant as customers.%s" % (t.upper(), t)),
+            ('{"customers": {"%s": {"fail": 404, "fail": 500}}}' % t,
+             'the key "fail" appears twice'),
+            ('{"customers": {"%s": {"fail": 200}}}' % t,
+             "customers.%s.fail: expected an HTTP status from 400 to 599" % t),
+            ('{"customers": {"%s": {"qualifications": {}}}}' % t,
+             "customers.%s.qualifications: expected an array" % t),
+            ('{"customers": {"%s": {"qualification": []}}}' % t,
+             "customers.%s.qualification: unknown key" % t),
+            ('{"customers": {"%s": [{"fail": 503}, {"clear": 1}]}}' % t,
+             "customers.%s[1].clear: expected true" % t),
+            ('{"customers": {"%s": []}}' % t, "customers.%s: expected an object" % t),
+            ('{"customers": {"%s": "Approved"}}' % t, "customers.%s: expected a JSON object" % t),
+            ('{"config": {"latency": 20}}', "config.latency: unknown setting (the settings: "),
+            ('{"config": {"latency_ms": -5}}',
+             "config.latency_ms: bad value -5: expected a number >= 0"),
+            ('{"config": {"require_mfa": "maybe"}}',
+             'config.require_mfa: bad value "maybe": expected on or off'),
+            ('{"config": [["latency_ms", 1]]}', "config: expected an object"),
+        ]
+        procs = []
+        for i, (content, want) in enumerate(cases):
+            path = os.path.join(d, "f%d.json" % i)
+            with open(path, "wb") as f:
+                f.write(content if isinstance(content, bytes) else content.encode())
+            procs.append((path, want, subprocess.Popen(
+                [sys.executable, EMULATOR, "--port", "0", "--fixtures", path,
+                 "--secret-file", os.path.join(d, "s%d" % i), "--pid-file",
+                 os.path.join(d, "p%d" % i)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+        missing = os.path.join(d, "missing.json")
+        others = [
+            (["--fixtures", missing], "pc_emulator: --fixtures %s: cannot read it: No such "
+                                      "file or directory" % missing),
+            (["--print-settings"], "--print-settings needs --secret-file"),
+            (["--secret-file", os.path.join(d, "s"), "--print-settings", "--settings-format",
+              "alter-database:"], "--settings-format must be sql or alter-database:DBNAME"),
+            (["--secret-file", os.path.join(d, "nodir", "s")],
+             "pc_emulator: --secret-file %s: cannot write it: No such file or directory"
+             % os.path.join(d, "nodir", "s")),
+        ]
+        for args, want in others:
+            procs.append((None, want, subprocess.Popen(
+                [sys.executable, EMULATOR, "--port", "0"] + args,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+        for path, want, proc in procs:
+            out, err = proc.communicate(timeout=20)
+            err = err.decode()
+            with self.subTest(want=want):
+                self.assertEqual(proc.returncode, 2, err)
+                self.assertEqual(out, b"")             # it never listened
+                self.assertIn(want, err)
+                if path:
+                    self.assertEqual(err.count("\n"), 1, err)
+                    self.assertTrue(err.startswith("pc_emulator: --fixtures %s: " % path), err)
+        self.assertEqual(sorted(os.listdir(d)), sorted("f%d.json" % i for i in range(len(cases))))
+
+    def test_docstring_fixtures_example(self):
+        with open(EMULATOR) as f:
+            doc = f.read()
+        m = re.search(r"--fixtures FILE   a JSON file.*?\n(\s+\{\n.*?\n          \})\n", doc, re.S)
+        example = json.loads(m.group(1))
+        d = tempfile.mkdtemp(prefix="emulator-doc-fixtures-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path, pid = os.path.join(d, "f.json"), os.path.join(d, "pid")
+        with open(path, "w") as f:
+            json.dump(example, f)
+        proc, _ = self.own_emulator(["--port", "0", "--quiet", "--fixtures", path,
+                                     "--pid-file", pid], pid_file=pid)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 0)
+        self.assertEqual(proc.stderr.read(), b"")
+
+    def test_installed_command_from_another_directory(self):
+        """pcqual-emulator, a symbolic link on PATH as Debian's package installs
+        it, run from another directory with relative paths; --quiet with
+        --print-settings prints only the settings, here as ALTER DATABASE."""
+        d = tempfile.mkdtemp(prefix="emulator-installed-")
+        self.addCleanup(shutil.rmtree, d, True)
+        bindir, work = os.path.join(d, "bin"), os.path.join(d, "work")
+        os.mkdir(bindir)
+        os.mkdir(work)
+        os.symlink(EMULATOR, os.path.join(bindir, "pcqual-emulator"))
+        tenant = "0e5b0a4c-8d3f-4a51-9a6e-3f1c2b7d9e01"
+        items = [{"qualification": "Education", "vettingStatus": "Denied",
+                  "vettingReason": "Not an Education Customer"}]
+        with open(os.path.join(work, "fixtures.json"), "w") as f:
+            json.dump({"customers": {tenant: {"qualifications": items}}}, f)
+        # a symbolic link (and a world-readable file behind it) where the
+        # secret goes: replaced, never written through
+        target = os.path.join(d, "target")
+        with open(target, "w") as f:
+            f.write("keep")
+        os.chmod(target, 0o644)
+        os.symlink(target, os.path.join(work, "secret"))
+        env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+        proc, out = self.own_emulator(
+            ["--port", "0", "--quiet", "--print-settings", "--settings-format",
+             'alter-database:my "db"', "--fixtures", "fixtures.json", "--secret-file", "secret",
+             "--pid-file", "pid"],
+            cmd=["pcqual-emulator"], cwd=work, env=env, pid_file=os.path.join(work, "pid"))
+        with open(out) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 6, lines)
+        settings = self.parse_settings(lines, 'ALTER DATABASE "my ""db""" ')
+        port = int(settings["pcqual.base_url"].rsplit(":", 1)[1])
+        token = self.check_settings(settings, port, os.path.join(work, "secret"))
+        with open(target) as f:
+            self.assertEqual(f.read(), "keep")
+        status, _, data = self.get_at(port, tenant, token)
+        self.assertEqual((status, json.loads(data)), (200, items))
+        with open(os.path.join(work, "pid")) as f:
+            self.assertEqual(int(f.read()), proc.pid)
+        proc.send_signal(signal.SIGINT)
+        self.assertEqual(proc.wait(10), 0)
+        self.assertEqual(proc.stderr.read(), b"")
+        with open(out) as f:
+            self.assertEqual(f.read().splitlines(), lines)       # quiet: no "stopped"
+        self.assertEqual(sorted(os.listdir(work)), ["fixtures.json"])
+        self.assertTrue(os.path.exists(target))
+
+    def test_control_errors_say_what_is_wrong(self):
+        status, _, data = self.req("POST", "/_emulator/customer?tenant=" + GENERIC,
+                                   {"fail": 404, "description": 7})
+        self.assertEqual((status, json.loads(data)["problem"]),
+                         (400, "description: expected a string"))
+        status, _, data = self.req("POST", "/_emulator/customer?tenant=" + GENERIC, "[1")
+        self.assertEqual((status, json.loads(data)["problem"]), (400, "the body is not JSON"))
+        status, _, data = self.req("POST", "/_emulator/config?sync_epoch=1.5")
+        self.assertEqual((status, json.loads(data)), (400, {
+            "error": "bad value for sync_epoch: '1.5'", "expected": "an integer >= 0"}))
+        status, _, data = self.req("POST", "/_emulator/config", {"latency_ms": 7, "nope": 1})
+        self.assertEqual((status, json.loads(data)["error"]), (400, "unknown setting 'nope'"))
+        self.assertEqual(json.loads(self.control("GET", "config"))["latency_ms"],
+                         self.CLI_LATENCY)                      # all or nothing
 
     # -- last: results of the background slow request, and a clean stderr ------
     def test_zz_slow_fixture_full_wait(self):

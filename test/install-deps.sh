@@ -8,23 +8,7 @@
 # missing, and `apt-get update` at most once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export DEBIAN_FRONTEND=noninteractive
-
-updated=
-# Installs those of its arguments that are not installed yet.
-install_missing() {
-	local missing=() p
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q ' ok installed$' || missing+=("$p")
-	done
-	[ ${#missing[@]} -gt 0 ] || return 0
-	echo "install-deps: installing ${missing[*]}"
-	if [ -z "$updated" ]; then
-		apt-get update -qq
-		updated=1
-	fi
-	apt-get install -y -qq --no-install-recommends "${missing[@]}"
-}
+source test/apt-install.sh
 
 # postgresql-common knows the distribution's PostgreSQL version: its
 # supported-versions script, which moved to postgresql-common-dev (the

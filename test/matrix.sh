@@ -11,6 +11,18 @@
 #             pg_upgrade from 15 (bookworm's postgresql-15, kept as on a
 #             machine upgraded from Debian 12) to 17
 #   forky     Debian testing, PostgreSQL 18
+# Then, per release, the package flow in a second fresh root, where nothing
+# is built with `make install`: ./test/build-deb.sh (the Debian packages,
+# built with pg_buildext, their pg_regress suites run in the build), apt
+# installs them (./test/install-deb.sh, which also checks what each package
+# holds), ./test/check.sh --installed runs every suite against the installed
+# package, and examples/crm-view-test/run.sh, the README's "Testing your own
+# queries" example, runs against the installed pcqual-emulator command. In
+# trixie the packages are installed by a package upgrade instead:
+# ./test/package-upgrade.sh installs the previous release's package (built
+# from the last commit of the previous default_version in pcqual.control),
+# syncs data, upgrades to this tree's package and runs ALTER EXTENSION
+# pcqual UPDATE.
 # All three by default, one after another. Prints a summary and exits
 # non-zero if any release failed. Run as root on a Debian host.
 #
@@ -29,7 +41,8 @@
 # as a tarball; it already holds the build and test packages, installed by
 # running test/install-deps.sh in it, so the chroot's own install-deps.sh
 # (run by demo.sh as for any user) finds nothing missing. The tarball is
-# rebuilt when install-deps.sh, pg-major.sh or the mirror change, and daily.
+# rebuilt when install-deps.sh, pg-major.sh, build-deb.sh, debian/control.in
+# or the mirror change, and daily.
 # Every run unpacks a fresh root from it.
 #
 # Environment:
@@ -44,6 +57,8 @@
 #   PCQUAL_MATRIX_KEEP=1   keep each release's root after the run, to look
 #                          into (until the next run)
 #   PCQUAL_MATRIX_NETWORK  private (default) or host
+#   PCQUAL_MATRIX_FLOWS    the flows to run per release: "source package"
+#                          (default), "source" or "package"
 set -euo pipefail
 # The whole script is one { } block, parsed before it runs: editing or
 # checking out another version of this file during a run cannot change it.
@@ -70,6 +85,13 @@ for r in "${releases[@]}"; do
 	case " ${all_releases[*]} " in
 	*" $r "*) ;;
 	*) echo "matrix: unknown release $r (known: ${all_releases[*]})" >&2; exit 2 ;;
+	esac
+done
+flows=${PCQUAL_MATRIX_FLOWS:-source package}
+for f in $flows; do
+	case $f in
+	source | package) ;;
+	*) echo "matrix: PCQUAL_MATRIX_FLOWS=$flows: expected source and/or package" >&2; exit 2 ;;
 	esac
 done
 case $network in
@@ -117,6 +139,15 @@ sources_of() {
 upgrade_from_of() {
 	case $1 in
 	trixie) echo "bookworm 15" ;;
+	esac
+}
+
+# package_upgrade_of RELEASE: non-empty where the package flow installs the
+# packages by a package upgrade from the previous release's
+# (test/package-upgrade.sh).
+package_upgrade_of() {
+	case $1 in
+	trixie) echo yes ;;
 	esac
 }
 
@@ -262,7 +293,8 @@ base_tarball() {
 		echo "$base_format $release"
 		sources_of "$release"
 		printf '%s\n' "${aptopts[@]}" "${old_major_hooks[@]}"
-		cat "$repo/test/install-deps.sh" "$repo/test/pg-major.sh"
+		cat "$repo/test/install-deps.sh" "$repo/test/apt-install.sh" "$repo/test/pg-major.sh" "$repo/test/build-deb.sh" \
+			"$repo/debian/control.in" "$repo/debian/pgversions"
 	} | sha256sum | cut -c1-12)
 	tarball=$cache/base/$release-$stamp-$key.tar
 	[ ! -s "$tarball" ] || return 0
@@ -281,7 +313,9 @@ base_tarball() {
 	# - policy-rc.d: no service starts in the root (the postgresql package
 	#   would start its main cluster), as in Debian's container images;
 	# - install-deps.sh installs the packages, exactly as in a test run;
-	#   then the older major's, if any.
+	#   build-deb.sh --deps-only those that build the Debian packages
+	#   (debhelper, pg_buildext, the Build-Depends), since a test root has
+	#   no network; then the older major's, if any.
 	set -m
 	TMPDIR=$cache/tmp unshare --mount --propagation private -- \
 		mmdebstrap --mode=root --variant=minbase --format=tar \
@@ -290,8 +324,9 @@ base_tarball() {
 		--setup-hook='mkdir -p "$1"/var/cache/apt/archives' \
 		--setup-hook="sync-in '$debs' /var/cache/apt/archives/" \
 		--customize-hook='printf "#!/bin/sh\nexit 101\n" > "$1"/usr/sbin/policy-rc.d; chmod 755 "$1"/usr/sbin/policy-rc.d' \
-		--customize-hook="mkdir -p \"\$1\"/tmp/pcqual/test; cp '$repo/test/install-deps.sh' '$repo/test/pg-major.sh' \"\$1\"/tmp/pcqual/test/" \
+		--customize-hook="mkdir -p \"\$1\"/tmp/pcqual/test; cp '$repo/test/install-deps.sh' '$repo/test/apt-install.sh' '$repo/test/pg-major.sh' '$repo/test/build-deb.sh' \"\$1\"/tmp/pcqual/test/; cp -r '$repo/debian' '$repo/pcqual.control' \"\$1\"/tmp/pcqual/" \
 		--customize-hook='chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 /tmp/pcqual/test/install-deps.sh' \
+		--customize-hook='chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 /tmp/pcqual/test/build-deb.sh --deps-only' \
 		"${old_major_hooks[@]}" \
 		--customize-hook='rm -rf "$1"/tmp/pcqual' \
 		--customize-hook='chroot "$1" apt-get -qq autoclean' \
@@ -332,6 +367,39 @@ export_repository() {
 		tar -C "$dest" -xf -
 }
 
+# export_previous_release DEST: the source of the previous release into
+# DEST: the parent of the commit that set pcqual.control's default_version
+# to the working tree's (git archive; test/package-upgrade.sh builds its
+# package). Needs the repository's history (not a shallow clone).
+version_in() { # pcqual.control's text on stdin
+	sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p"
+}
+export_previous_release() {
+	local dest=$1 version c bump=
+	version=$(version_in <"$repo/pcqual.control")
+	for c in $(git -C "$repo" rev-list HEAD -- pcqual.control); do
+		[ "$(git -C "$repo" show "$c:pcqual.control" | version_in)" = "$version" ] || break
+		bump=$c
+	done
+	if [ -z "$bump" ]; then
+		# The working tree's version is not committed yet: HEAD is the last
+		# state of the previous release.
+		bump=$(git -C "$repo" rev-parse HEAD)
+		c=$bump
+	else
+		c=$bump^
+	fi
+	if ! git -C "$repo" rev-parse -q --verify "$c^{commit}" >/dev/null; then
+		echo "matrix: the commit before $bump (the previous release) is not in this clone" \
+			"(a shallow clone? git fetch --unshallow)" >&2
+		return 1
+	fi
+	rm -rf "$dest"
+	mkdir -p "$dest"
+	git -C "$repo" archive "$c" | tar -C "$dest" -xf -
+	echo "matrix: the previous release, pcqual $(version_in <"$dest/pcqual.control"), is $(git -C "$repo" rev-parse --short "$c")"
+}
+
 # run_step RELEASE ROOT LOG NAME COMMAND: runs COMMAND (a shell command line)
 # in ROOT; output to the terminal and the log.
 run_step() {
@@ -366,6 +434,22 @@ echo "matrix: testing $repo at $(git -C "$repo" rev-parse --short HEAD)" \
 	"($changes changed or untracked paths in the working tree)," \
 	"network: $network, releases: ${releases[*]}"
 
+# new_root ROOT: a fresh root from $tarball at ROOT, with the snapshot of the
+# working tree in /root/pcqual.
+new_root() {
+	local root=$1
+	current_root=$root
+	remove_tree "$root"
+	mkdir -p "$root"
+	# --numeric-owner: the root's users (postgres...) are not the host's.
+	tar -C "$root" --numeric-owner --xattrs --xattrs-include='*' -xf "$tarball"
+	# The host's name resolution, as a container gets it.
+	cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+	cp -L /etc/hosts "$root/etc/hosts"
+	cp -a "$cache/src" "$root/root/pcqual"
+	major=$(chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /root/pcqual/test/pg-major.sh 2>/dev/null || echo '?')
+}
+
 # failure NAME STATUS: how a step failed, for the summary.
 failure() {
 	if [ "$2" = 124 ]; then
@@ -373,6 +457,65 @@ failure() {
 	else
 		echo "$1 exited $2"
 	fi
+}
+
+# step NAME COMMAND: runs COMMAND (in /root/pcqual) as a step of the
+# current release in $root; records its time in $times and a failure in
+# $failures; returns its status.
+step() {
+	local t=$SECONDS status=0
+	run_step "$release" "$root" "$log" "$1" "cd /root/pcqual && $2" || status=$?
+	[ "$status" = 0 ] || failures+=("$(failure "$1" "$status")")
+	times+=", $1 $((SECONDS - t)) s"
+	return "$status"
+}
+
+# The README's commands, built from source, in a fresh root.
+source_flow() {
+	local from
+	root=$cache/roots/$release
+	new_root "$root"
+	step ./test/demo.sh ./test/demo.sh || true
+	step ./test/check.sh ./test/check.sh || true
+	step ./test/installcheck-running.sh ./test/installcheck-running.sh || true
+	from=$(upgrade_from_of "$release")
+	if [ -n "$from" ]; then
+		step "./test/pg-upgrade.sh from ${from#* }" \
+			"PCQUAL_UPGRADE_FROM=${from#* } ./test/pg-upgrade.sh" || true
+	fi
+	[ -n "${PCQUAL_MATRIX_KEEP:-}" ] || remove_tree "$root"
+	current_root=
+}
+
+# The packages, in a second fresh root where nothing is built with make
+# install: build them, install them (by a package upgrade where
+# package_upgrade_of says so), test the installed package and the users'
+# example against the installed pcqual-emulator.
+package_flow() {
+	root=$cache/roots/$release-package
+	new_root "$root"
+	if step ./test/build-deb.sh ./test/build-deb.sh; then
+		local installed=0
+		if [ -n "$(package_upgrade_of "$release")" ]; then
+			if export_previous_release "$root/root/pcqual-previous" >>"$log" 2>&1; then
+				step ./test/package-upgrade.sh './test/package-upgrade.sh /root/pcqual-previous' ||
+					installed=1
+			else
+				failures+=("the previous release's source (see $log)")
+				installed=1
+			fi
+		fi
+		# After package-upgrade.sh the extension's package is this tree's
+		# already: install-deb.sh adds the emulator's and checks both.
+		[ "$installed" != 0 ] || step ./test/install-deb.sh ./test/install-deb.sh || installed=1
+		if [ "$installed" = 0 ]; then
+			step './test/check.sh --installed' './test/check.sh --installed' || true
+			step examples/crm-view-test/run.sh \
+				'pg_virtualenv -o shared_preload_libraries=pcqual examples/crm-view-test/run.sh' || true
+		fi
+	fi
+	[ -n "${PCQUAL_MATRIX_KEEP:-}" ] || remove_tree "$root"
+	current_root=
 }
 
 declare -A result
@@ -386,52 +529,14 @@ for release in "${releases[@]}"; do
 		failed=1
 		continue
 	fi
-	built=$((SECONDS - start))
-
-	root=$cache/roots/$release
-	current_root=$root
-	remove_tree "$root"
-	mkdir -p "$root"
-	# --numeric-owner: the root's users (postgres...) are not the host's.
-	tar -C "$root" --numeric-owner --xattrs --xattrs-include='*' -xf "$tarball"
-	# The host's name resolution, as a container gets it.
-	cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-	cp -L /etc/hosts "$root/etc/hosts"
-	cp -a "$cache/src" "$root/root/pcqual"
-	major=$(chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /root/pcqual/test/pg-major.sh 2>/dev/null || echo '?')
-	name="$release (PostgreSQL $major)"
-	ready=$((SECONDS - start))
-
+	times="base root $((SECONDS - start)) s"
 	failures=()
-	t=$SECONDS
-	run_step "$release" "$root" "$log" ./test/demo.sh 'cd /root/pcqual && ./test/demo.sh' ||
-		failures+=("$(failure demo.sh $?)")
-	demo_time=$((SECONDS - t))
-	t=$SECONDS
-	run_step "$release" "$root" "$log" ./test/check.sh 'cd /root/pcqual && ./test/check.sh' ||
-		failures+=("$(failure check.sh $?)")
-	check_time=$((SECONDS - t))
-	t=$SECONDS
-	run_step "$release" "$root" "$log" ./test/installcheck-running.sh \
-		'cd /root/pcqual && ./test/installcheck-running.sh' ||
-		failures+=("$(failure installcheck-running.sh $?)")
-	installcheck_time=$((SECONDS - t))
-	times_upgrade=
-	from=$(upgrade_from_of "$release")
-	if [ -n "$from" ]; then
-		t=$SECONDS
-		run_step "$release" "$root" "$log" ./test/pg-upgrade.sh \
-			"cd /root/pcqual && PCQUAL_UPGRADE_FROM=${from#* } ./test/pg-upgrade.sh" ||
-			failures+=("$(failure pg-upgrade.sh $?)")
-		times_upgrade=", pg-upgrade.sh from ${from#* } $((SECONDS - t)) s"
-	fi
-
-	if [ -z "${PCQUAL_MATRIX_KEEP:-}" ]; then
-		remove_tree "$root"
-	fi
-	current_root=
+	major=?
+	for flow in $flows; do
+		"${flow}_flow"
+	done
+	name="$release (PostgreSQL $major)"
 	total=$((SECONDS - start))
-	times="base root $built s, root ready $((ready - built)) s, demo.sh $demo_time s, check.sh $check_time s, installcheck-running.sh $installcheck_time s$times_upgrade"
 	if [ ${#failures[@]} -eq 0 ]; then
 		result[$release]="$name: passed in $total s ($times)"
 	else

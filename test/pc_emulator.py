@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """Microsoft Partner Center emulator for the pcqual test suite.
 
-Standard library only (Python 3.11; the `openssl` command line is used to
-verify client assertions).  Listens on loopback only.  Usage:
+Standard library only (Python 3.11 and later; the `openssl` command line is
+used to verify client assertions).  Listens on loopback only.  One file, no
+imports of its own: Debian's package installs it as /usr/bin/pcqual-emulator.
+Usage:
 
-  python3 test/pc_emulator.py [--host 127.0.0.1] [--port 18765]
-                              [--latency-ms 0] [--quiet]
-                              [--tls-dir DIR] [--client-cert FILE ...]
+  pcqual-emulator (or: python3 test/pc_emulator.py)
+        [--host 127.0.0.1] [--port 18765] [--latency-ms 0] [--quiet]
+        [--tls-dir DIR] [--client-cert FILE ...]
+        [--fixtures FILE] [--secret-file PATH] [--print-settings]
+        [--settings-format sql|alter-database:DBNAME] [--pid-file PATH]
 
 The default port may also come from the environment variable
-PCQUAL_EMULATOR_PORT.
+PCQUAL_EMULATOR_PORT.  The last five options are for testing your own SQL
+over pcqual offline (below: "Your own tests").
 
 Listeners (P = --port; all share one state, one log, one config):
   P     plain HTTP: everything below
@@ -30,8 +35,79 @@ Unless --quiet is given, the first line written to stdout is
   pc_emulator also on [https://HOST:P+1 (server) https://HOST:P+2
   (wrong-name) https://HOST:P+3 (expired) https://HOST:P+4 (self-signed) ]
   http://HOST:P+5 (redirect target)
-(one line; the https part only with --tls-dir).  TLS: TLS 1.2+, ALPN
-http/1.1, keep-alive as on plain HTTP.
+(one line; the https part only with --tls-dir), then, with
+--print-settings, the settings (below).  TLS: TLS 1.2+, ALPN http/1.1,
+keep-alive as on plain HTTP.
+
+Your own tests: --fixtures, --print-settings, --secret-file, --pid-file.
+  --fixtures FILE   a JSON file, read before listening, the start state (and
+        so applied again by POST /_emulator/reset):
+          {
+            "comment": "anything (ignored)",
+            "customers": {
+              "0e5b0a4c-8d3f-4a51-9a6e-3f1c2b7d9e01": {"qualifications": [
+                  {"qualification": "Education", "vettingStatus": "Approved",
+                   "vettingCreatedDate": "2024-01-01T00:00:00Z"}]},
+              "0e5b0a4c-8d3f-4a51-9a6e-3f1c2b7d9e02": {"qualifications": []},
+              "0e5b0a4c-8d3f-4a51-9a6e-3f1c2b7d9e04": {"fail": 404,
+                  "description": "Tenant not found.", "code": 60003},
+              "0e5b0a4c-8d3f-4a51-9a6e-3f1c2b7d9e05": [
+                  {"validation_status": {"type": "account", "status": "Allowed"}},
+                  {"fail": 503, "endpoint": "qualifications"}]
+            },
+            "config": {"latency_ms": 20, "customer_count": 3}
+          }
+        All three keys are optional; no other key is allowed.  "customers":
+        customer tenant id (a GUID, any case, each tenant once) -> a body
+        POST /_emulator/customer?tenant=<that id> accepts, or an array of
+        such bodies applied in that order (see /_emulator/customer below:
+        qualifications, validation_status, validations, fail with
+        description and code, endpoint); they are read by the same code, so
+        they mean the same and are checked the same; the tenant's other
+        endpoints answer as without the file.  "config": settings as POST
+        /_emulator/config takes them in a JSON body (any of its keys, the
+        same values: numbers, true/false, "on"/"off", ...); --latency-ms,
+        when given, wins over the file's latency_ms.  Anything wrong with the
+        file (unreadable, not JSON, a key repeated in an object, an unknown
+        top-level key, a tenant that is not a GUID, an entry
+        /_emulator/customer would refuse, an unknown setting or a bad value)
+        ends the emulator with exit status 2 before it listens, and one
+        line on stderr naming the file, the JSON path and the problem:
+          pc_emulator: --fixtures f.json: customers.<tenant>.fail: expected
+          an HTTP status from 400 to 599 (a number)
+          pc_emulator: --fixtures f.json: config.latency_ms: bad value -5:
+          expected a number >= 0
+  --secret-file PATH  writes the client secret ("pcqual-test-secret" and a
+        newline) to PATH, mode 0600, before listening: a new file renamed
+        over PATH (whatever was there, a symbolic link too, is replaced);
+        removed again at exit if it is still that file.  pcqual reads it as
+        the server's operating system user, who must own it: run the
+        emulator as that user (sudo -u postgres pcqual-emulator ...) or
+        chown the file (examples/crm-view-test/run.sh does, as root).
+        Cannot write it: exit status 2.
+  --print-settings  (needs --secret-file) once listening, prints to stdout
+        the SQL that points pcqual at this emulator, one statement a line,
+        after the two listening lines (unchanged), or alone with --quiet:
+          SET pcqual.base_url = 'http://127.0.0.1:P';
+          SET pcqual.authority = 'http://127.0.0.1:P';
+          SET pcqual.allow_http = on;
+          SET pcqual.partner_tenant = 'pcqual-test-partner.onmicrosoft.com';
+          SET pcqual.client_id = 'pcqual-test-app';
+          SET pcqual.client_secret_file = '<PATH, absolute>';
+        (P the real port, also with --port 0).  These are superuser-only
+        settings, and App-only credentials: what needs App+User tokens
+        (validationStatus, POST qualifications) answers 403 900329 to them.
+        --settings-format alter-database:DBNAME prints ALTER DATABASE
+        "DBNAME" SET ... lines instead (the identifier quoted), which every
+        later session of that database gets (pg_regress and pg_prove open a
+        session per test file).
+  --pid-file PATH   once listening and the settings printed, writes the
+        process id and a newline there (mode 0644, renamed into place, so
+        it never holds half a number); removed at exit.  A script starts
+        the emulator in the background and waits for the file (or for the
+        first stdout line, without --quiet): it is then ready, its settings
+        already written.  Cannot write it: exit status 2.
+  SIGTERM or SIGINT: exit status 0 (files removed).
 
 --tls-dir DIR also registers DIR/client.crt, and DIR/client-expiring.crt
 when it exists (test/make-certs.sh makes both), as the application's
@@ -146,10 +222,11 @@ for every path and method:
     header is missing or not exactly "v1" answers 400 (PC error body, code
     400).  The header is recorded (log column contract_version) either way.
   GET  /v1/customers/{tenant}/qualifications
-         first an override set with /_emulator/customer (below), then
-         FIXTURES (below), then the fault tenants, then (any valid GUID)
-         the 44444444- bulk tenants, the qualifications created with POST
-         (as a bare array), else GENERIC_OK; not a GUID: 400; fa11...: 404.
+         first an override set with /_emulator/customer (below) or
+         --fixtures (above), then FIXTURES (below), then the fault tenants,
+         then (any valid GUID) the 44444444- bulk tenants, the
+         qualifications created with POST (as a bare array), else
+         GENERIC_OK; not a GUID: 400; fa11...: 404.
   POST /v1/customers/{tenant}/qualifications       (create)
          in this order:
          - an App-only token (emu-app-*, pcqual-static-token): 403
@@ -298,9 +375,11 @@ Control API (never delayed, never auth-checked, never recorded):
                                 counters, statistics,
                                 created qualifications and validation code
                                 links, MS-RequestId memory,
-                                validation counts, customer overrides, used
-                                refresh tokens and assertion jti's; config
-                                back to CLI defaults; revoke all access tokens
+                                validation counts, customer overrides (back
+                                to those of --fixtures), used refresh tokens
+                                and assertion jti's; config back to the
+                                defaults (those of --fixtures, then
+                                --latency-ms); revoke all access tokens
   POST /_emulator/revoke     -> every access token issued so far is rejected
   GET|POST /_emulator/config?key=value&...  (or a JSON/form body); keys:
          latency_ms (>= 0, every API request), token_latency_ms (>= 0,
@@ -316,7 +395,9 @@ Control API (never delayed, never auth-checked, never recorded):
          app_token_jwt (on/off: App-only tokens JWT-shaped), jwt_header
          (id|json: the first part of a JWT-shaped token), refresh_expired
          (on/off: AADSTS700082), require_contract_version (on/off); see
-         above for each
+         above for each.  All or nothing: an unknown key or a bad value
+         answers 400 {"error", and "settings" (the keys) or "expected" (what
+         the key takes)} and changes nothing
   GET|POST /_emulator/customer?tenant=<uuid>
          POST a JSON body, one of:
            {"qualifications": [...]}  GET of that tenant answers 200 with
@@ -341,7 +422,8 @@ Control API (never delayed, never auth-checked, never recorded):
            {"clear": true}            remove the tenant's overrides
          "fail" and "clear" take an optional "endpoint": "qualifications",
          "validationStatus" or "validations", to apply to that endpoint
-         only.  Each POST changes only the endpoints it names (an answer
+         only.  Any other body: 400 {"error", "problem": "<key>: what is
+         wrong"}.  Each POST changes only the endpoints it names (an answer
          names its own), the others keep theirs.
          GET shows them ({"tenant", "override": the qualifications one as
          {"status","body"} or null, "overrides": {endpoint: {"status",
@@ -846,33 +928,85 @@ OVERRIDE_ANSWERS = {"qualifications": "qualifications", "validation_status": "va
                     "validations": "validations"}
 
 
+OVERRIDE_KEYS = tuple(OVERRIDE_ANSWERS) + ("fail", "description", "code", "clear", "endpoint")
+
+
+class BadOverride(ValueError):
+    """A /_emulator/customer body refused: where (the key at fault, "" for
+    the body as a whole) and what is wrong."""
+
+    def __init__(self, where, text):
+        super().__init__(text)
+        self.where, self.text = where, text
+
+
 def override_from(doc):
     """A /_emulator/customer body as (endpoints, fixture tuple, or None to
-    clear them), or None if invalid."""
+    clear them); BadOverride if invalid.  --fixtures reads its customers'
+    entries with this too."""
     if not isinstance(doc, dict) or not doc:
-        return None
+        raise BadOverride("", "expected a JSON object with one of qualifications, "
+                              "validation_status, validations, fail, clear")
+    for k in doc:
+        if k not in OVERRIDE_KEYS:
+            raise BadOverride(k, "unknown key (the keys: %s)" % ", ".join(OVERRIDE_KEYS))
     keys = set(doc) - {"endpoint"}
     endpoint = doc.get("endpoint")
     if "endpoint" in doc and endpoint not in OVERRIDE_ENDPOINTS:
-        return None
-    if len(keys) == 1 and next(iter(keys)) in OVERRIDE_ANSWERS:
-        name = next(iter(keys))
+        raise BadOverride("endpoint", "expected one of %s" % ", ".join(OVERRIDE_ENDPOINTS))
+    answers = sorted(keys & set(OVERRIDE_ANSWERS))
+    if answers:
+        name = answers[0]
+        others = sorted(keys - {name})
+        if others:
+            raise BadOverride(others[0], "not allowed with %s (one answer per body)" % name)
         target = OVERRIDE_ANSWERS[name]
-        if endpoint not in (None, target) or (name == "qualifications"
-                                              and not isinstance(doc[name], list)):
-            return None
+        if endpoint not in (None, target):
+            raise BadOverride("endpoint", "%s is the answer of %s, not of %s"
+                              % (name, target, endpoint))
+        if name == "qualifications" and not isinstance(doc[name], list):
+            raise BadOverride(name, "expected an array (of qualification objects)")
         return (target,), (200, json.dumps(doc[name]).encode())
     endpoints = (endpoint,) if endpoint else OVERRIDE_ENDPOINTS
-    status = doc.get("fail")
-    description = doc.get("description", "Injected failure for this customer.")
-    code = doc.get("code", status)
-    if (type(status) is int and 400 <= status <= 599 and isinstance(description, str)
-            and type(code) in (int, str) and keys <= {"fail", "description", "code"}):
-        body = pc_error(code, description)
-        return endpoints, (status, body, JSON, (("Retry-After", "1"),) if status == 429 else ())
-    if doc.get("clear") is True and keys == {"clear"}:
+    if "clear" in keys:
+        others = sorted(keys - {"clear"})
+        if others:
+            raise BadOverride(others[0], "not allowed with clear")
+        if doc["clear"] is not True:
+            raise BadOverride("clear", "expected true")
         return endpoints, None
-    return None
+    if "fail" not in keys:
+        raise BadOverride("", "expected one of qualifications, validation_status, "
+                              "validations, fail, clear")
+    status = doc["fail"]
+    if type(status) is not int or not 400 <= status <= 599:
+        raise BadOverride("fail", "expected an HTTP status from 400 to 599 (a number)")
+    description = doc.get("description", "Injected failure for this customer.")
+    if not isinstance(description, str):
+        raise BadOverride("description", "expected a string")
+    code = doc.get("code", status)
+    if type(code) not in (int, str):
+        raise BadOverride("code", "expected a number or a string")
+    body = pc_error(code, description)
+    return endpoints, (status, body, JSON, (("Retry-After", "1"),) if status == 429 else ())
+
+
+def with_override(overrides, key, endpoints, answer):
+    """A new overrides dict ({tenant: {endpoint: fixture tuple}}), the given
+    one left as it is: the tenant's endpoints set to answer, or cleared if
+    answer is None; the tenant's other endpoints keep theirs."""
+    overrides = dict(overrides)
+    mine = dict(overrides.get(key, {}))
+    for e in endpoints:
+        if answer is None:
+            mine.pop(e, None)
+        else:
+            mine[e] = answer
+    if mine:
+        overrides[key] = mine
+    else:
+        overrides.pop(key, None)
+    return overrides
 
 
 CONTROL_ENDPOINTS = ("health", "reset", "revoke", "config", "customer", "requests", "stats")
@@ -901,8 +1035,9 @@ class State:
     """Everything the handlers (of every listener) share.  Locks are held
     for a few bytecodes only."""
 
-    def __init__(self, defaults, certs=None):
-        self.defaults = dict(defaults)
+    def __init__(self, defaults, certs=None, overrides=None):
+        self.defaults = dict(defaults)         # the config reset restores
+        self.start_overrides = overrides or {} # the customer overrides reset restores (--fixtures)
         self.certs = certs or {}               # x5t -> ClientCert
         self.lock = threading.Lock()           # log, attempts, statistics, sets below
         self.flight_lock = threading.Lock()    # in-flight counter
@@ -939,7 +1074,7 @@ class State:
             self.answers = {}                  # (tenant, MS-RequestId) -> (status, body)
             self.request_ids = set()           # (tenant, MS-RequestId) seen by RETRY_ONCE
             self.validations = [dict(v) for v in VALIDATIONS]
-            self.overrides = {}                # tenant -> {endpoint: fixture tuple}
+            self.overrides = self.start_overrides   # tenant -> {endpoint: fixture tuple}
             self.links = {}                    # tenant -> GCC validation code (created)
             self.refresh_used = set()
             self.jtis = set()
@@ -1093,6 +1228,15 @@ OFF_WORDS = ("", "off", "none", "null", "false", "no", "0")
 ON_WORDS = ("on", "true", "yes", "1")
 
 
+def _expects(text):
+    """Name what a setting's parser accepts (error messages quote it)."""
+    def mark(parse):
+        parse.expects = text
+        return parse
+    return mark
+
+
+@_expects("a number >= 0")
 def _number(raw):
     val = float(raw)
     if not math.isfinite(val) or val < 0:
@@ -1100,6 +1244,7 @@ def _number(raw):
     return int(val) if val == int(val) else val
 
 
+@_expects("an integer >= 0")
 def _count(raw):
     val = int(raw)
     if val < 0:
@@ -1107,11 +1252,13 @@ def _count(raw):
     return val
 
 
+@_expects("an integer >= 0, or off")
 def _inflight(raw):
     return 0 if raw.lower() in OFF_WORDS else _count(raw)
 
 
 def _at_most(limit):
+    @_expects("an integer from 0 to %d" % limit)
     def parse(raw):
         val = _count(raw)
         if val > limit:
@@ -1120,6 +1267,7 @@ def _at_most(limit):
     return parse
 
 
+@_expects("on or off")
 def _flag(raw):
     low = raw.lower()
     if low in ON_WORDS or low in OFF_WORDS:
@@ -1128,6 +1276,8 @@ def _flag(raw):
 
 
 def _choice(values):
+    names = [v for v in values if v]
+    @_expects("one of " + ", ".join(names) + (", or off" if "" in values else ""))
     def parse(raw):
         low = raw.lower()
         if "" in values and low in OFF_WORDS:
@@ -1174,6 +1324,180 @@ def default_config(latency_ms=0):
 
 def parse_config_value(key, raw):
     return CONFIG_KEYS[key](raw.strip())
+
+
+class BadSetting(ValueError):
+    """A setting /_emulator/config refuses (and so does --fixtures' "config"):
+    key and value as given; known is False for a key that is not a setting."""
+
+    def __init__(self, key, value, known):
+        super().__init__(key)
+        self.key, self.value, self.known = key, value, known
+
+    def explain(self, shown=None):
+        """What is wrong, quoting the value as shown (default: as text)."""
+        if not self.known:
+            return "unknown setting (the settings: %s)" % ", ".join(sorted(CONFIG_KEYS))
+        return "bad value %s: expected %s" % (shown or json.dumps(self.value),
+                                             CONFIG_KEYS[self.key].expects)
+
+
+def apply_config(config, params):
+    """A new config: config with params ({key: text}) applied, all or none
+    (BadSetting for the first refused one).  /_emulator/config and
+    --fixtures both set the config through this."""
+    new = dict(config)
+    for k, v in params.items():
+        if k not in CONFIG_KEYS:
+            raise BadSetting(k, v, False)
+        try:
+            new[k] = parse_config_value(k, v)
+        except ValueError:
+            raise BadSetting(k, v, True) from None
+    return new
+
+
+def config_params(doc):
+    """A JSON object of settings as /_emulator/config reads one: each value as
+    its text (JSON true is "True", which counts as on)."""
+    return {k: str(v) for k, v in doc.items()}
+
+
+# --------------------------------------------------------------------------
+# --fixtures FILE, --secret-file, --pid-file, --print-settings
+
+FIXTURE_FILE_KEYS = ("customers", "config", "comment")
+
+
+class FixtureError(Exception):
+    """What is wrong with a --fixtures file: the JSON path and the problem."""
+
+    def __init__(self, where, text):
+        super().__init__(text)
+        self.where, self.text = where, text
+
+    def __str__(self):
+        return "%s: %s" % (self.where, self.text) if self.where else self.text
+
+
+def _unique_keys(pairs):
+    seen = set()
+    for k, _ in pairs:
+        if k in seen:
+            raise FixtureError("", "the key %s appears twice in one object" % json.dumps(k))
+        seen.add(k)
+    return dict(pairs)
+
+
+def read_fixtures(data, defaults):
+    """A --fixtures file's bytes as (config, customer overrides): its
+    "config" applied to defaults as POST /_emulator/config applies it, its
+    "customers" as POST /_emulator/customer bodies (an object, or an array of
+    them applied in order).  FixtureError names the JSON path at fault."""
+    try:
+        doc = json.loads(data, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise FixtureError("", "not JSON: nested too deeply") from None
+    except ValueError as e:
+        raise FixtureError("", "not JSON: %s" % e) from None
+    if not isinstance(doc, dict):
+        raise FixtureError("", "expected a JSON object with \"customers\" and/or \"config\"")
+    for k in doc:
+        if k not in FIXTURE_FILE_KEYS:
+            raise FixtureError(k, "unknown top-level key (the keys: %s)"
+                               % ", ".join(FIXTURE_FILE_KEYS))
+    config = dict(defaults)
+    settings = doc.get("config", {})
+    if not isinstance(settings, dict):
+        raise FixtureError("config", "expected an object of /_emulator/config settings")
+    try:
+        config = apply_config(config, config_params(settings))
+    except BadSetting as e:
+        raise FixtureError("config." + e.key,
+                           e.explain(json.dumps(settings[e.key]))) from None
+    overrides = {}
+    tenants = doc.get("customers", {})
+    if not isinstance(tenants, dict):
+        raise FixtureError("customers", "expected an object: customer tenant id -> "
+                                        "/_emulator/customer body")
+    spelt = {}
+    for tenant, entry in tenants.items():
+        where = "customers." + tenant
+        key = tenant.lower()
+        if not GUID_RE.match(key):
+            raise FixtureError(where, "not a customer tenant id (a GUID such as "
+                                      "0e5b0a4c-8d3f-4a51-9a6e-3f1c2b7d9e01)")
+        if key in spelt:
+            raise FixtureError(where, "the same tenant as customers.%s" % spelt[key])
+        spelt[key] = tenant
+        bodies = entry if isinstance(entry, list) else [entry]
+        if not bodies:
+            raise FixtureError(where, "expected an object (a /_emulator/customer body) "
+                                      "or a non-empty array of them")
+        for i, body in enumerate(bodies):
+            at = where + ("[%d]" % i if isinstance(entry, list) else "")
+            try:
+                endpoints, answer = override_from(body)
+            except BadOverride as e:
+                raise FixtureError(at + ("." + e.where if e.where else ""), e.text) from None
+            overrides = with_override(overrides, key, endpoints, answer)
+    return config, overrides
+
+
+def write_private(path, text, mode=0o600):
+    """Create or replace path with text, mode 0600 (or mode): a new file
+    renamed over it (so a symbolic link there is replaced, never followed).
+    Returns its (st_dev, st_ino)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pc_emulator-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    st = os.lstat(path)
+    return st.st_dev, st.st_ino
+
+
+def remove_own(path, ident):
+    """Remove path if it is still the file write_private made."""
+    try:
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) == ident:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+SETTINGS_PARTNER = "pcqual-test-partner.onmicrosoft.com"
+
+
+def sql_literal(text):
+    return "'%s'" % text.replace("'", "''")
+
+
+def sql_identifier(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def settings_lines(url, secret_path, fmt):
+    """The SQL that points pcqual at this emulator: SET lines, or
+    ALTER DATABASE ... SET lines for fmt "alter-database:DBNAME"."""
+    prefix = "SET "
+    if fmt.startswith("alter-database:"):
+        prefix = "ALTER DATABASE %s SET " % sql_identifier(fmt.split(":", 1)[1])
+    settings = (("pcqual.base_url", url), ("pcqual.authority", url),
+                ("pcqual.allow_http", "on"), ("pcqual.partner_tenant", SETTINGS_PARTNER),
+                ("pcqual.client_id", APP_CLIENT_ID),
+                ("pcqual.client_secret_file", os.path.abspath(secret_path)))
+    return ["%s%s = %s;" % (prefix, name, value if value == "on" else sql_literal(value))
+            for name, value in settings]
 
 
 # --------------------------------------------------------------------------
@@ -2156,7 +2480,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 ctype = dict.get(self.headers, "content-type", "")
                 try:
                     if "json" in ctype:
-                        extra = {k: str(v) for k, v in json.loads(body).items()}
+                        extra = config_params(json.loads(body))
                     else:
                         extra = dict(parse_qsl(body.decode(), keep_blank_values=True))
                 except (ValueError, AttributeError, UnicodeDecodeError):
@@ -2165,15 +2489,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if params and method == "GET":
                 return self.send_json(405, {"error": "use POST to change the config"},
                                       extra=(("Allow", "GET, POST"),))
-            new = dict(st.config)
-            for k, v in params.items():
-                if k not in CONFIG_KEYS:
-                    return self.send_json(400, {"error": "unknown setting %r" % k,
+            try:
+                new = apply_config(st.config, params)
+            except BadSetting as e:
+                if not e.known:
+                    return self.send_json(400, {"error": "unknown setting %r" % e.key,
                                                 "settings": sorted(CONFIG_KEYS)})
-                try:
-                    new[k] = parse_config_value(k, v)
-                except ValueError:
-                    return self.send_json(400, {"error": "bad value for %s: %r" % (k, v)})
+                return self.send_json(400, {"error": "bad value for %s: %r" % (e.key, e.value),
+                                            "expected": CONFIG_KEYS[e.key].expects})
             st.config = new
             return self.send_json(200, new)
         if name == "customer" and method in ("GET", "POST"):
@@ -2195,29 +2518,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(400, {"error": "tenant=<uuid> is required"})
         if body is not None:
             try:
-                fx = override_from(json.loads(body))
-            except (ValueError, RecursionError):
-                fx = None
-            if fx is None:
+                endpoints, answer = override_from(json.loads(body))
+            except (ValueError, RecursionError) as e:
+                problem = ("%s: %s" % (e.where or "body", e.text)
+                           if isinstance(e, BadOverride) else "the body is not JSON")
                 return self.send_json(400, {"error": 'expected {"qualifications": [...]}, '
                                                      '{"validation_status": ...}, '
                                                      '{"validations": ...}, '
                                                      '{"fail": 400..599} or {"clear": true}, '
-                                                     'optionally with "endpoint"'})
-            endpoints, answer = fx
-            with st.lock:
-                overrides = dict(st.overrides)          # replaced, never mutated
-                mine = dict(overrides.get(key, {}))
-                for e in endpoints:
-                    if answer is None:
-                        mine.pop(e, None)
-                    else:
-                        mine[e] = answer
-                if mine:
-                    overrides[key] = mine
-                else:
-                    overrides.pop(key, None)
-                st.overrides = overrides
+                                                     'optionally with "endpoint"',
+                                            "problem": problem})
+            with st.lock:                               # replaced, never mutated
+                st.overrides = with_override(st.overrides, key, endpoints, answer)
         mine = st.overrides.get(key, {})
 
         def shown(fx):
@@ -2382,6 +2694,13 @@ def is_loopback(host):
         return False
 
 
+def start_error(text):
+    """Exit with status 2 before listening: one line on stderr."""
+    sys.stderr.write("pc_emulator: %s\n" % text)
+    sys.stderr.flush()
+    sys.exit(2)
+
+
 def main(argv=None):
     env_port = os.environ.get("PCQUAL_EMULATOR_PORT")
     try:
@@ -2394,8 +2713,9 @@ def main(argv=None):
                     help="TCP port P, 0 = a free block of %d ports (default "
                          "$PCQUAL_EMULATOR_PORT or %d); P+5 is the redirect target"
                          % (PORT_BLOCK, DEFAULT_PORT))
-    ap.add_argument("--latency-ms", type=float, default=0.0,
-                    help="delay added to every API request (default 0)")
+    ap.add_argument("--latency-ms", type=float, default=None,
+                    help="delay added to every API request (default 0, or the "
+                         "--fixtures file's latency_ms)")
     ap.add_argument("--tls-dir", metavar="DIR",
                     help="test/make-certs.sh's output: HTTPS on P+1..P+4, and DIR/client.crt "
                          "as the application's certificate")
@@ -2403,13 +2723,36 @@ def main(argv=None):
                     help="an application's certificate for client assertions, repeatable "
                          "(default with --tls-dir: DIR/client.crt and, if present, "
                          "DIR/client-expiring.crt)")
-    ap.add_argument("--quiet", action="store_true", help="print nothing")
+    ap.add_argument("--fixtures", metavar="FILE",
+                    help="a JSON file of customers' answers and settings, the start state "
+                         "(again after /_emulator/reset)")
+    ap.add_argument("--secret-file", metavar="PATH",
+                    help="write the client secret there (mode 0600, replacing the file) "
+                         "for pcqual.client_secret_file; removed at exit")
+    ap.add_argument("--print-settings", action="store_true",
+                    help="once listening, print the SQL that points pcqual at this "
+                         "emulator (after the listening lines; only it with --quiet); "
+                         "needs --secret-file")
+    ap.add_argument("--settings-format", default="sql", metavar="sql|alter-database:DBNAME",
+                    help="--print-settings as SET lines (sql, the default) or as "
+                         "ALTER DATABASE DBNAME SET lines")
+    ap.add_argument("--pid-file", metavar="PATH",
+                    help="once listening (and the settings printed), write the process id "
+                         "there; removed at exit")
+    ap.add_argument("--quiet", action="store_true",
+                    help="print nothing (but the settings of --print-settings)")
     args = ap.parse_args(argv)
     if not is_loopback(args.host):
         ap.error("--host must be a loopback address, not %r" % args.host)
-    if args.latency_ms < 0:
-        ap.error("--latency-ms must be >= 0")
-    latency = int(args.latency_ms) if args.latency_ms == int(args.latency_ms) else args.latency_ms
+    if args.latency_ms is not None and not (math.isfinite(args.latency_ms)
+                                            and args.latency_ms >= 0):
+        ap.error("--latency-ms must be a number >= 0")
+    if args.print_settings and not args.secret_file:
+        ap.error("--print-settings needs --secret-file PATH: pcqual reads the client secret "
+                 "only from a file")
+    fmt = args.settings_format
+    if fmt != "sql" and not (fmt.startswith("alter-database:") and len(fmt) > 15):
+        ap.error("--settings-format must be sql or alter-database:DBNAME, not %r" % fmt)
     host = "127.0.0.1" if args.host == "localhost" else args.host
     cert_paths = args.client_cert or []
     if not cert_paths and args.tls_dir:
@@ -2417,8 +2760,30 @@ def main(argv=None):
                       if name == TLS_CLIENT_CERTS[0]
                       or os.path.exists(os.path.join(args.tls_dir, name))]
 
+    config, overrides = default_config(), {}
+    if args.fixtures:
+        try:
+            with open(args.fixtures, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            start_error("--fixtures %s: cannot read it: %s" % (args.fixtures, e.strerror or e))
+        try:
+            config, overrides = read_fixtures(data, config)
+        except FixtureError as e:
+            start_error("--fixtures %s: %s" % (args.fixtures, e))
+    if args.latency_ms is not None:
+        lat = args.latency_ms
+        config["latency_ms"] = int(lat) if lat == int(lat) else lat
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     workdir = tempfile.mkdtemp(prefix="pc_emulator-")
     servers = []
+    made = []                  # (path, (st_dev, st_ino)): removed at exit
+    status = 0
     try:
         certs = {}
         for cert_path in cert_paths:
@@ -2428,44 +2793,62 @@ def main(argv=None):
                 sys.exit("pc_emulator: cannot read the client certificate %s: %s"
                          % (cert_path, e))
             certs[cert.x5t] = cert
-        state = State(default_config(latency), certs)
+        if args.secret_file:
+            try:
+                made.append((args.secret_file,
+                             write_private(args.secret_file, APP_CLIENT_SECRET + "\n")))
+            except OSError as e:
+                start_error("--secret-file %s: cannot write it: %s"
+                            % (args.secret_file, e.strerror or e))
+        state = State(config, certs, overrides)
         try:
             servers = open_listeners(host, args.port, state, args.tls_dir, args.quiet)
         except OSError as e:
             sys.exit("pc_emulator: %s" % e)
-        serve(servers, state, args)
+        status = serve(servers, state, args, made)
     finally:
         for srv in servers:
             srv.server_close()
+        for path, ident in made:
+            remove_own(path, ident)
         shutil.rmtree(workdir, ignore_errors=True)
     if not args.quiet:
         print("pc_emulator stopped", flush=True)
     sys.stdout.flush()
     # daemon handler threads may still sit in recv()/sleep(): do not wait for them
-    os._exit(0)
+    os._exit(status)
 
 
-def serve(servers, state, args):
-    """Serve until SIGTERM or SIGINT: the main listener in this thread."""
-    def stop(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+def serve(servers, state, args, made):
+    """Announce (the listening lines, the settings, the pid file), then serve
+    until SIGTERM or SIGINT: the main listener in this thread.  Returns the
+    exit status."""
     for srv in servers[1:]:
         threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.5},
                          daemon=True).start()
+    h, base = state.url_host, state.ports["http"]
     if not args.quiet:
-        h, base = state.url_host, state.ports["http"]
         also = ["https://%s:%d (%s)" % (h, base + i, name)
                 for i, name in enumerate(TLS_CERTS, 1)] if args.tls_dir else []
         also.append("http://%s:%d (redirect target)" % (h, base + REDIRECT_OFFSET))
         print("pc_emulator listening on http://%s:%d" % (h, base), flush=True)
         print("pc_emulator also on " + " ".join(also), flush=True)
+    if args.print_settings:
+        print("\n".join(settings_lines("http://%s:%d" % (h, base), args.secret_file,
+                                       args.settings_format)), flush=True)
+    if args.pid_file:
+        try:
+            made.append((args.pid_file,
+                         write_private(args.pid_file, "%d\n" % os.getpid(), 0o644)))
+        except OSError as e:
+            sys.stderr.write("pc_emulator: --pid-file %s: cannot write it: %s\n"
+                             % (args.pid_file, e.strerror or e))
+            return 2
     try:
         servers[0].serve_forever(poll_interval=0.5)
     except SystemExit:
         pass
+    return 0
 
 
 if __name__ == "__main__":

@@ -60,9 +60,8 @@ repo=$(pwd)
 rm -rf "$work"
 install -d -o postgres -g postgres "$work"
 cd "$work"
-as_postgres() {
-	runuser -u postgres -- "$@"
-}
+psql_bin=$new_bin/psql
+source "$repo/test/upgrade-lib.sh"
 stop_servers() {
 	local d
 	for d in "$work/old" "$work/new"; do
@@ -76,114 +75,11 @@ stop_servers() {
 }
 trap stop_servers EXIT
 
-# SQL on stdin, in database pcqual_upgrade; prints the rows, unaligned.
-sql() {
-	as_postgres "$new_bin/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p "$pg_port" \
-		-d "${db:-pcqual_upgrade}" "$@"
-}
-
-# Same options for both clusters, as pg_upgrade requires (data checksums:
-# PostgreSQL 18's initdb enables them by default).
-init_cluster() {
-	local bin=$1 dir=$2
-	as_postgres "$bin/initdb" -D "$dir" -U postgres -A trust -E UTF8 --locale=C \
-		--data-checksums >"$dir.initdb.log" 2>&1 ||
-		{ cat "$dir.initdb.log" >&2; fail "initdb $dir"; }
-	cat >>"$dir/postgresql.conf" <<-EOF
-		port = $pg_port
-		listen_addresses = ''
-		unix_socket_directories = '$work'
-	EOF
-}
-preload_pcqual() {
-	echo "shared_preload_libraries = 'pcqual'" >>"$1/postgresql.conf"
-}
-start_cluster() {
-	local bin=$1 dir=$2
-	as_postgres "$bin/pg_ctl" start -D "$dir" -l "$dir.log" -w -s ||
-		{ cat "$dir.log" >&2; fail "the server in $dir did not start"; }
-}
-stop_cluster() {
-	as_postgres "$1/pg_ctl" stop -D "$2" -w -s
-}
-set_customer() {
-	curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
-		--data-binary "$2" "$emulator_url/_emulator/customer?tenant=$1" ||
-		fail "the emulator refused POST /_emulator/customer?tenant=$1"
-}
-
-# What pg_upgrade must carry over: each table's row count and an md5 of its
-# rows in a fixed order and text form; the identity's next value; the
-# extension's version and member objects. Types aside: pg_upgrade's
-# restore (pg_dump --binary-upgrade) makes the tables' and views' row types
-# members too, which CREATE EXTENSION does not.
-snapshot() {
-	sql <<-'SQL'
-		SET timezone = 'UTC';
-		SET datestyle = 'ISO';
-		SELECT 'pc_qualification_state ' || count(*) || ' ' ||
-		       md5(coalesce(string_agg(t::text, E'\n' ORDER BY t::text), ''))
-		FROM pc_qualification_state t;
-		SELECT 'pc_qualification_changes ' || count(*) || ' ' ||
-		       md5(coalesce(string_agg(t::text, E'\n' ORDER BY t.change_id), ''))
-		FROM pc_qualification_changes t;
-		SELECT 'pc_customer_sync ' || count(*) || ' ' ||
-		       md5(coalesce(string_agg(t::text, E'\n' ORDER BY t::text), ''))
-		FROM pc_customer_sync t;
-		SELECT 'change_id sequence ' || last_value || ' ' || is_called
-		FROM pc_qualification_changes_change_id_seq;
-		SELECT 'extension ' || extversion FROM pg_extension WHERE extname = 'pcqual';
-		SELECT 'members ' || count(*) || ' ' ||
-		       md5(string_agg(member, E'\n' ORDER BY member))
-		FROM (SELECT pg_describe_object(classid, objid, objsubid) AS member
-		      FROM pg_depend
-		      WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-		        AND classid <> 'pg_type'::regclass
-		        AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pcqual')) m;
-	SQL
-}
-
-sync_sql="SELECT customers, succeeded, failed, rows_changed FROM pc_sync_qualifications(ARRAY[
-	'66666666-0000-0000-0000-000000000001', '66666666-0000-0000-0000-000000000002',
-	'11111111-0000-0000-0000-000000000015', '11111111-0000-0000-0000-000000000007',
-	'22222222-0000-0000-0000-000000000404']::uuid[])"
-# A sync: expects its result row (customers|succeeded|failed|rows_changed).
-expect_sync() {
-	local got
-	got=$(sql -c "SET pcqual.max_retries = 0" -c "$sync_sql" 2>"$work/sync.err") ||
-		{ cat "$work/sync.err" >&2; fail "pc_sync_qualifications ($1)"; }
-	[ "$got" = "$2" ] || fail "pc_sync_qualifications ($1) returned $got, expected $2"
-}
-
 echo "pg-upgrade: PostgreSQL $old cluster preloading pcqual, with synced data"
 init_cluster "$old_bin" "$work/old"
 preload_pcqual "$work/old"
 start_cluster "$old_bin" "$work/old"
-db=postgres sql -c "CREATE DATABASE pcqual_upgrade"
-# The emulator's settings, as test/emulator-settings.psql has them; read
-# here by root, since postgres cannot read the tree under /root.
-sql -v db=pcqual_upgrade <"$repo/test/emulator-settings.psql"
-sql -c "CREATE EXTENSION pcqual"
-set_customer 66666666-0000-0000-0000-000000000001 '{"qualifications": [
-	{"qualification": "Education", "vettingStatus": "InReview",
-	 "vettingCreatedDate": "2024-01-15T10:00:00Z"},
-	{"qualification": "StateOwnedEntity"}]}'
-set_customer 66666666-0000-0000-0000-000000000002 '{"qualifications": [
-	{"qualification": "GovernmentCommunityCloud", "vettingStatus": "Approved",
-	 "vettingCreatedDate": "2023-05-01T00:00:00Z"}]}'
-# Five customers; the 404 tenant fails; four qualifications added (the
-# Education of ...0015 once, its latest).
-expect_sync "first, on $old" "5|4|1|4"
-# Education approved, StateOwnedEntity gone: one changed, one removed.
-set_customer 66666666-0000-0000-0000-000000000001 '{"qualifications": [
-	{"qualification": "Education", "vettingStatus": "Approved",
-	 "vettingCreatedDate": "2024-01-15T10:00:00Z"}]}'
-expect_sync "second, on $old" "5|4|1|2"
-before=$(snapshot)
-echo "$before" | sed 's/^/  /'
-for table in pc_qualification_state pc_qualification_changes pc_customer_sync; do
-	echo "$before" | grep -q "^$table [1-9]" || fail "$table is empty before the upgrade"
-done
+create_synced_database "on $old"
 stop_cluster "$old_bin" "$work/old"
 
 echo "pg-upgrade: pg_upgrade to PostgreSQL $new, pcqual not preloaded by the new cluster"
@@ -209,21 +105,9 @@ if [ "$after" != "$before" ]; then
 fi
 echo "pg-upgrade: every row, the identity and the extension's objects as on $old"
 
-got=$(sql <<-'SQL'
-	SELECT string_agg(qualification || ':' || coalesce(vetting_status, ''), ',' ORDER BY qualification)
-	FROM pc_qualifications('66666666-0000-0000-0000-000000000001'::uuid);
-SQL
-) || fail "pc_qualifications() on PostgreSQL $new"
-[ "$got" = "Education:Approved" ] ||
-	fail "pc_qualifications() on PostgreSQL $new returned '$got', expected 'Education:Approved'"
-
+expect_customer_answer "on PostgreSQL $new"
 # The history goes on where it stopped: the new change rows follow the old.
-last_change=$(sql -c "SELECT max(change_id) FROM pc_qualification_changes")
-set_customer 66666666-0000-0000-0000-000000000002 '{"qualifications": []}'
-expect_sync "on $new" "5|4|1|1"
-got=$(sql -c "SELECT string_agg(change_id || ' ' || change, ',') FROM pc_qualification_changes WHERE change_id > $last_change")
-[ "$got" = "$((last_change + 1)) removed" ] ||
-	fail "the sync on PostgreSQL $new appended '$got', expected '$((last_change + 1)) removed'"
+expect_history_goes_on "on PostgreSQL $new"
 
 # Already at the default version: UPDATE says so and changes nothing.
 before_update=$(snapshot | grep -E '^(extension|members) ')

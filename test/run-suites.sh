@@ -7,7 +7,16 @@ cd "$(dirname "$0")/.."
 source test/start-emulator.sh
 
 status=0
-python3 test/emulator_selftest.py 2>&1 | tail -3 || status=1
+# PGXN metadata: valid against the 1.0.0 spec and at pcqual.control's version
+python3 test/check-meta.py || status=1
+python3 test/check-meta.py --self-test >/dev/null || status=1
+# the emulator's self-test: its summary, or everything when it fails
+if ! selftest=$(python3 test/emulator_selftest.py 2>&1); then
+	status=1
+	echo "$selftest"
+else
+	tail -3 <<<"$selftest"
+fi
 
 if ! make -s installcheck; then
 	status=1

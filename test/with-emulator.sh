@@ -91,6 +91,16 @@ the server, then run make installcheck again."
 fi
 version=$(sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$repo/pcqual.control")
 installed=$(sql -c "SELECT default_version FROM pg_available_extensions WHERE name = 'pcqual'")
+if [ -z "$installed" ]; then
+	# Debian's extension_destdir (pg_buildext installcheck: the package being
+	# built, in debian/postgresql-NN-pcqual): the server finds pcqual there,
+	# pg_available_extensions does not list it.
+	destdir=$(sql -c "SELECT current_setting('extension_destdir', true)")
+	control=$destdir$("${bindir:+$bindir/}pg_config" --sharedir 2>/dev/null)/extension/pcqual.control
+	if [ -n "$destdir" ] && [ -r "$control" ]; then
+		installed=$(sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$control")
+	fi
+fi
 if [ "$installed" != "$version" ]; then
 	die "$server has ${installed:+pcqual $installed}${installed:-no pcqual} installed; this tree" \
 		"is $version: run make install (PG_CONFIG=... of this server's PostgreSQL)"
