@@ -16,6 +16,7 @@ OBJS = \
 	src/parse.o \
 	src/report.o \
 	src/functions.o \
+	src/lateral.o \
 	src/write.o \
 	src/discover.o \
 	src/validation.o \
@@ -52,12 +53,19 @@ PG_CPPFLAGS = -I$(srcdir)/src $(pcqual_cflags) -DPCQUAL_VERSION='"$(PCQUAL_VERSI
 # pg_regress suites, one per user-facing feature (sql/ and expected/).
 # They need the Partner Center emulator: `make installcheck` starts it
 # (test/with-emulator.sh, below), or uses the one test/check.sh started.
-REGRESS = setup seed_examples shapes nulls_and_dates bulk errors settings credentials privileges write validation discover sync upgrade
+REGRESS = setup seed_examples shapes nulls_and_dates bulk lateral errors settings credentials privileges write validation discover sync upgrade
 REGRESS_OPTS = --inputdir=$(srcdir) --encoding=UTF8
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# A VPATH build (pg_buildext builds in build-NN, debian/rules) writes the
+# objects under src/ of the build directory, which must exist; a rule
+# cannot make it, since VPATH would find the source tree's src/ instead.
+ifdef VPATH
+$(shell mkdir -p src)
+endif
 
 # PGXS does not track header dependencies; the version comes from the
 # control file.

@@ -11,6 +11,8 @@
 #define PCQUAL_COMPAT_H
 
 #include "miscadmin.h"
+#include "commands/explain.h"
+#include "nodes/pathnodes.h"
 #include "storage/proc.h"
 #include "utils/datetime.h"
 #include "utils/wait_event.h"
@@ -105,5 +107,22 @@ pcq_wait_event(PcqWaitKind kind)
 	return PG_WAIT_EXTENSION;
 #endif
 }
+
+/* EXPLAIN's property functions and state have headers of their own from 18. */
+#if PG_VERSION_NUM >= 180000
+#include "commands/explain_format.h"
+#include "commands/explain_state.h"
+#endif
+
+/*
+ * A path's count of disabled nodes (enable_* = off below it), compared
+ * before its cost from 18; before, disabling was a cost.
+ */
+#if PG_VERSION_NUM >= 180000
+#define pcq_path_copy_disabled_nodes(path, from) \
+	((path)->disabled_nodes = (from)->disabled_nodes)
+#else
+#define pcq_path_copy_disabled_nodes(path, from) ((void) 0)
+#endif
 
 #endif							/* PCQUAL_COMPAT_H */

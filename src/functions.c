@@ -46,7 +46,9 @@ typedef enum FailureMode
 {
 	RAISE_ERROR,				/* the first failure raises its ERROR */
 	RAISE_WARNING,				/* one WARNING per failed customer */
-	RECORD_OUTCOME				/* a WARNING, and a row saying why */
+	RECORD_OUTCOME,				/* a WARNING, and a row saying why */
+	DELIVER_EACH				/* each customer's rows or failure to a
+								 * callback, which decides (lateral.c) */
 } FailureMode;
 
 /* One customer's request, and its tenant id for the result column. */
@@ -86,6 +88,12 @@ typedef struct FetchState
 
 	MemoryContext request_cxt;	/* requests and their bodies */
 	MemoryContext answer_cxt;	/* parse one answer in here, then reset */
+	MemoryContext keep_cxt;		/* what outlives the batch's passes */
+
+	/* DELIVER_EACH */
+	PcqCustomerResult deliver;
+	void	   *deliver_arg;
+	int			attempts;		/* of the request being consumed */
 } FetchState;
 
 static char *
@@ -225,6 +233,11 @@ store_customer(FetchState *state, const pg_uuid_t *tenant, List *rows)
 {
 	ListCell   *lc;
 
+	if (state->mode == DELIVER_EACH)
+	{
+		state->deliver(state->deliver_arg, tenant, rows, NULL, state->attempts);
+		return;
+	}
 	foreach(lc, rows)
 		store_row(state, tenant, lfirst(lc), NULL);
 	if (rows == NIL && state->mode == RECORD_OUTCOME)
@@ -250,6 +263,11 @@ pcq_store_qualifications(ReturnSetInfo *rsinfo, const char *tenant, List *rows)
 static void
 handle_failure(FetchState *state, const pg_uuid_t *tenant, PcqFailure *failure)
 {
+	if (state->mode == DELIVER_EACH)
+	{
+		state->deliver(state->deliver_arg, tenant, NIL, failure, state->attempts);
+		return;
+	}
 	if (state->mode == RAISE_ERROR)
 		pcq_raise(failure, ERROR);
 	pcq_raise(failure, WARNING);
@@ -319,7 +337,7 @@ on_request_done(PcqRequest *req, void *arg)
 	if (req->outcome == PCQ_ANSWERED && req->status == 401 && state->token_renewable)
 	{
 		/* the token was revoked or expired early: retried after the batch */
-		oldcxt = MemoryContextSwitchTo(state->rsinfo->econtext->ecxt_per_query_memory);
+		oldcxt = MemoryContextSwitchTo(state->keep_cxt);
 		remember_rejected(state, &tenant, req);
 		MemoryContextSwitchTo(oldcxt);
 		free_request(req);
@@ -327,6 +345,7 @@ on_request_done(PcqRequest *req, void *arg)
 	}
 
 	oldcxt = MemoryContextSwitchTo(state->answer_cxt);
+	state->attempts = req->attempts;
 	succeeded = consume_answer(state, req, &tenant);
 	MemoryContextSwitchTo(oldcxt);
 	pcq_activity_customers(1, succeeded ? 0 : 1);
@@ -368,8 +387,9 @@ take_batch_token(FetchState *state, PcqFailure *failure)
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 
-	if (state->mode == RAISE_ERROR)
+	if (state->mode == RAISE_ERROR || state->mode == DELIVER_EACH)
 	{
+		/* as pc_qualifications(uuid) would, at its first customer */
 		MemoryContextSwitchTo(state->request_cxt);
 		state->bearer = pcq_access_token(&state->token_renewable);
 		MemoryContextSwitchTo(cxt);
@@ -484,6 +504,34 @@ fetch_batch(FetchState *state)
 	}
 }
 
+/* One batch of distinct tenants, as state says; state's contexts made here. */
+static void
+run_fetch(FetchState *state, const char *function)
+{
+	state->keep_cxt = CurrentMemoryContext;
+	state->request_cxt = AllocSetContextCreate(CurrentMemoryContext,
+											   "pcqual requests",
+											   ALLOCSET_DEFAULT_SIZES);
+	state->answer_cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "pcqual answer",
+											  ALLOCSET_DEFAULT_SIZES);
+	if (state->ntenants > 0)
+	{
+		pcq_activity_begin(function, state->ntenants);
+		PG_TRY();
+		{
+			fetch_batch(state);
+		}
+		PG_FINALLY();
+		{
+			pcq_activity_end();
+		}
+		PG_END_TRY();
+	}
+	MemoryContextDelete(state->answer_cxt);
+	MemoryContextDelete(state->request_cxt);
+}
+
 static void
 fetch_tenants(FunctionCallInfo fcinfo, const char *function,
 			  const pg_uuid_t *ids, int ntenants, bool with_tenant_column,
@@ -498,27 +546,30 @@ fetch_tenants(FunctionCallInfo fcinfo, const char *function,
 	state.mode = mode;
 	state.ids = ids;
 	state.ntenants = ntenants;
-	state.request_cxt = AllocSetContextCreate(CurrentMemoryContext,
-											  "pcqual requests",
-											  ALLOCSET_DEFAULT_SIZES);
-	state.answer_cxt = AllocSetContextCreate(CurrentMemoryContext,
-											 "pcqual answer",
-											 ALLOCSET_DEFAULT_SIZES);
-	if (ntenants > 0)
-	{
-		pcq_activity_begin(function, ntenants);
-		PG_TRY();
-		{
-			fetch_batch(&state);
-		}
-		PG_FINALLY();
-		{
-			pcq_activity_end();
-		}
-		PG_END_TRY();
-	}
-	MemoryContextDelete(state.answer_cxt);
-	MemoryContextDelete(state.request_cxt);
+	run_fetch(&state, function);
+}
+
+/*
+ * The qualifications of distinct tenants (sorted), fetched as the bulk
+ * functions do, each customer's outcome handed to deliver as soon as it is
+ * final: its rows (in answer_cxt's memory, reset after the call: copy what
+ * is kept) or its failure, described as pc_qualifications(uuid) would raise
+ * it, and not raised.  A failure to get an access token is raised, as
+ * pc_qualifications(uuid) raises it.  For lateral.c's batched join.
+ */
+void
+pcq_fetch_customers(const pg_uuid_t *ids, int ntenants,
+					PcqCustomerResult deliver, void *arg)
+{
+	FetchState	state;
+
+	memset(&state, 0, sizeof(state));
+	state.mode = DELIVER_EACH;
+	state.ids = ids;
+	state.ntenants = ntenants;
+	state.deliver = deliver;
+	state.deliver_arg = arg;
+	run_fetch(&state, "pc_qualifications");
 }
 
 /*

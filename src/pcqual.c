@@ -90,6 +90,9 @@ int			pcq_max_cluster_concurrency = 64;
 int			pcq_max_shared_tokens = 16;
 char	   *pcq_proxy = NULL;
 char	   *pcq_no_proxy = NULL;
+bool		pcq_batch_lateral = true;
+int			pcq_lateral_batch_size = 1000;
+int			pcq_expected_latency_ms = 100;
 
 bool
 pcq_is_set(const char *setting)
@@ -535,6 +538,26 @@ define_cluster_settings(void)
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
 
+/* The batched LATERAL join (lateral.c): whether, how, and its costing. */
+static void
+define_planner_settings(void)
+{
+	DefineCustomBoolVariable("pcqual.batch_lateral",
+							 gettext_noop("Lets the planner batch the outer side of a LATERAL join with pc_qualifications(uuid)."),
+							 "Off, the join is a Nested Loop that sends one request per outer row, one after another.",
+							 &pcq_batch_lateral, true, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("pcqual.lateral_batch_size",
+							gettext_noop("Outer rows the batched LATERAL join reads before it fetches their customers."),
+							NULL, &pcq_lateral_batch_size, 1000, 1, 100000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pcqual.expected_latency",
+							gettext_noop("Time one Partner Center request is expected to take, for the planner's costs."),
+							"One cost unit per millisecond, per request; concurrent requests of a batch overlap.",
+							&pcq_expected_latency_ms, 100, 0, 600000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+}
+
 void
 _PG_init(void)
 {
@@ -563,6 +586,8 @@ _PG_init(void)
 	define_credential_settings();
 	define_request_settings();
 	define_cluster_settings();
+	define_planner_settings();
 	MarkGUCPrefixReserved("pcqual");
 	pcq_shmem_install();
+	pcq_lateral_install();
 }

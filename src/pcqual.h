@@ -20,6 +20,7 @@
  * functions.c	the read functions (pc_qualifications, pc_disconnect)
  * write.c		pc_create_qualification
  * discover.c	pc_customers and pc_validation_codes
+ * lateral.c	the batched LATERAL join over pc_qualifications(uuid)
  *
  * Layering, lowest first: settings; shared memory (governor, token cache,
  * stats, activity); parse, retry, credentials, assertion; http, report;
@@ -76,6 +77,9 @@ extern int	pcq_max_cluster_concurrency;
 extern int	pcq_max_shared_tokens;
 extern char *pcq_proxy;
 extern char *pcq_no_proxy;
+extern bool pcq_batch_lateral;
+extern int	pcq_lateral_batch_size;
+extern int	pcq_expected_latency_ms;
 
 extern bool pcq_is_set(const char *setting);
 extern bool pcq_is_guid(const char *text);
@@ -332,9 +336,21 @@ extern void pcq_http_run_authorized(PcqRequest *req);
 
 /* ---- results shared by the SQL functions (functions.c) ---- */
 struct ReturnSetInfo;
+struct PcqFailure;
+struct pg_uuid_t;
+
+/* One customer's outcome: its rows (List of PcqQualification) or failure. */
+typedef void (*PcqCustomerResult) (void *arg, const struct pg_uuid_t *tenant,
+								   List *rows, const struct PcqFailure *failure,
+								   int attempts);
+extern void pcq_fetch_customers(const struct pg_uuid_t *ids, int ntenants,
+								PcqCustomerResult deliver, void *arg);
 extern void pcq_store_qualifications(struct ReturnSetInfo *rsinfo,
 									 const char *tenant, List *rows);
 extern Datum pcq_nullable_text(const char *s, bool *isnull);
+
+/* ---- the batched LATERAL join (lateral.c) ---- */
+extern void pcq_lateral_install(void);
 
 /* ---- parsing (parse.c) ---- */
 typedef struct PcqQualification

@@ -28,13 +28,7 @@ SELECT dblink_send_query('victim',
 SELECT pg_sleep(0.5);
 SELECT is(dblink_is_busy('victim'), 1, 'the other session is waiting for the slow answer');
 CREATE TEMP TABLE cancel_sent AS SELECT clock_timestamp() AS at, pg_cancel_backend(:victim_pid) AS sent;
-DO $$
-BEGIN
-    WHILE dblink_is_busy('victim') = 1 AND clock_timestamp() - (SELECT at FROM cancel_sent) < interval '5 seconds' LOOP
-        PERFORM pg_sleep(0.02);
-    END LOOP;
-END
-$$;
+SELECT pg_temp.wait_until_done('victim', (SELECT at FROM cancel_sent), interval '5 seconds');
 SELECT cmp_ok(clock_timestamp() - (SELECT at FROM cancel_sent), '<', interval '1 second',
               'pg_cancel_backend() ends the request within a second');
 SELECT is((SELECT count(*) FROM dblink_get_result('victim', false) AS t(q text, s text, r text, d timestamptz)), 0::bigint,

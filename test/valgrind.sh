@@ -3,7 +3,8 @@
 # backend (pcqual in shared_preload_libraries) runs under valgrind against a
 # private Partner Center emulator, through every SQL function and credential
 # mode and every fault kind the emulator offers:
-#   - pc_qualifications (uuid, text, bulk), pc_fetch_qualifications,
+#   - pc_qualifications (uuid, text, bulk, the batched LATERAL join),
+#     pc_fetch_qualifications,
 #     pc_validation_codes, pc_customers (with and without a filter),
 #     pc_disconnect, pc_sync_qualifications;
 #   - App-only with a client secret file and with a certificate (client
@@ -143,6 +144,16 @@ main_round() { # round number
 	q "SELECT count(*) FROM pc_qualifications('not a tenant'::text);"
 	q "SELECT count(*) FROM pc_qualifications(ARRAY['11111111-0000-0000-0000-000000000005','22222222-0000-0000-0000-000000000404','22222222-0000-0000-0000-000000000600']::uuid[], 'warning');"
 	q "SELECT count(*) FROM pc_qualifications(ARRAY['11111111-0000-0000-0000-000000000005','22222222-0000-0000-0000-000000000503']::uuid[]);"
+	# the batched LATERAL join (src/lateral.c): inner, left with a join
+	# condition, small batches with a LIMIT, a failing customer
+	q "SELECT count(*) FROM (VALUES ('$ok'::uuid), ('11111111-0000-0000-0000-000000000005'), (NULL), ('$ok')) c(t) CROSS JOIN LATERAL pc_qualifications(c.t) q;"
+	q "SELECT count(*) FROM (VALUES ('$ok'::uuid), ('11111111-0000-0000-0000-000000000007'), (NULL)) c(t) LEFT JOIN LATERAL pc_qualifications(c.t) q ON q.vetting_status = 'Approved';"
+	q "SET pcqual.lateral_batch_size = 2;"
+	q "SET enable_nestloop = off;"
+	q "SELECT count(*) FROM (SELECT * FROM (VALUES ('$ok'::uuid), ('11111111-0000-0000-0000-000000000005'), ('11111111-0000-0000-0000-000000000006'), ('11111111-0000-0000-0000-000000000009'), ('$ok')) c(t) CROSS JOIN LATERAL pc_qualifications(c.t) q LIMIT 3) s;"
+	q "RESET enable_nestloop;"
+	q "RESET pcqual.lateral_batch_size;"
+	q "SELECT count(*) FROM (VALUES ('$ok'::uuid), ('22222222-0000-0000-0000-000000000404'), ('22222222-0000-0000-0000-000000000600')) c(t) CROSS JOIN LATERAL pc_qualifications(c.t) q;"
 	q "SELECT count(*), count(*) FILTER (WHERE succeeded) FROM pc_fetch_qualifications(ARRAY['$ok','11111111-0000-0000-0000-000000000009','22222222-0000-0000-0000-000000000404','22222222-0000-0000-0000-000000000601','22222222-0000-0000-0000-000000000609','fa110000-0000-0000-0000-000000000001']::uuid[]);"
 	q "SELECT count(*) FROM pc_validation_codes();"
 	q "SELECT count(*) FROM pc_customers();"
