@@ -52,18 +52,30 @@ BEGIN
 END
 $$;
 
+-- Whether a statement's plan uses the batch.
+CREATE FUNCTION uses_batch(query text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
+        IF line LIKE '%PcqualBatchedLateral%' THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
+END
+$$;
+
 CREATE FUNCTION same_as_nested_loop(query text,
     OUT batched boolean, OUT same_rows boolean, OUT row_count int)
 LANGUAGE plpgsql AS $$
 DECLARE
-    plan text;
     on_rows text[];
     off_rows text[];
 BEGIN
     PERFORM set_config('pcqual.batch_lateral', 'on', true);
-    FOR plan IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
-        batched := coalesce(batched, false) OR plan LIKE '%PcqualBatchedLateral%';
-    END LOOP;
+    batched := uses_batch(query);
     EXECUTE format('SELECT array_agg(t::text) FROM (%s) t', query) INTO on_rows;
     PERFORM set_config('pcqual.batch_lateral', 'off', true);
     EXECUTE format('SELECT array_agg(t::text) FROM (%s) t', query) INTO off_rows;
@@ -225,6 +237,13 @@ CROSS JOIN LATERAL ROWS FROM (pc_qualifications(c.tenant_id), generate_series(1,
 EXPLAIN (COSTS OFF)
 SELECT c.name, q.* FROM crm.customers c
 CROSS JOIN LATERAL pc_qualifications(CASE WHEN random() < 2 THEN c.tenant_id END) q;
+-- an UPDATE ... FROM, or FOR UPDATE (PostgreSQL may recheck a joined row):
+SELECT uses_batch($$UPDATE crm.customers u SET segment = x.qualification
+    FROM crm.customers c CROSS JOIN LATERAL pc_qualifications(c.tenant_id) x
+    WHERE u.id = c.id$$) AS update_from_batched;
+SELECT * FROM same_as_nested_loop($$
+    SELECT c.id, q.qualification FROM crm.customers c
+    CROSS JOIN LATERAL pc_qualifications(c.tenant_id) q FOR UPDATE OF c$$);
 -- the whole row of the function:
 EXPLAIN (COSTS OFF)
 SELECT c.name, q FROM crm.customers c CROSS JOIN LATERAL pc_qualifications(c.tenant_id) q;
@@ -236,6 +255,7 @@ SELECT * FROM batch_counts($$SELECT c.name, q.* FROM crm.customers c
     CROSS JOIN LATERAL pc_qualifications(c.tenant_id) q$$);
 
 DROP FUNCTION same_as_nested_loop(text);
+DROP FUNCTION uses_batch(text);
 DROP FUNCTION batch_counts(text);
 DROP TABLE crm.customers;
 DROP SCHEMA crm;

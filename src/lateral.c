@@ -377,6 +377,13 @@ add_lateral_path(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 		(jointype != JOIN_INNER && jointype != JOIN_LEFT &&
 		 jointype != JOIN_SEMI && jointype != JOIN_ANTI))
 		return;
+	/*
+	 * Only in a SELECT without row locks: an UPDATE ... FROM or a FOR UPDATE
+	 * may recheck a joined row (EvalPlanQual), which the batch, having no
+	 * single inner row to recheck, would get wrong.
+	 */
+	if (root->parse->commandType != CMD_SELECT || root->rowMarks != NIL)
+		return;
 	call = pcqual_function_call(root, innerrel);
 	if (call == NULL)
 		return;
