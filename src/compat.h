@@ -125,4 +125,15 @@ pcq_wait_event(PcqWaitKind kind)
 #define pcq_path_copy_disabled_nodes(path, from) ((void) 0)
 #endif
 
+/*
+ * The outer joins that can null a Var (varnullingrels, from 16): setrefs
+ * requires every reference to one column of a scan tuple to carry the same.
+ */
+#if PG_VERSION_NUM >= 160000
+#define pcq_var_copy_nullingrels(var, from) \
+	((var)->varnullingrels = bms_copy((from)->varnullingrels))
+#else
+#define pcq_var_copy_nullingrels(var, from) ((void) 0)
+#endif
+
 #endif							/* PCQUAL_COMPAT_H */

@@ -461,11 +461,66 @@ outer_column(List *outer_tlist, Var *var)
 	return 0;					/* keep the compiler quiet */
 }
 
+/* The function's columns as the scan tuple holds them (see below). */
+typedef struct InnerColumns
+{
+	Index		relid;
+	Var		   *columns[INNER_COLUMNS];
+} InnerColumns;
+
+/* The function's Vars of an expression, marked as the scan tuple's are. */
+static Node *
+mark_inner_vars(Node *node, InnerColumns *inner)
+{
+	if (node == NULL)
+		return NULL;
+	if (IsA(node, Var) && ((Var *) node)->varno == inner->relid &&
+		((Var *) node)->varlevelsup == 0)
+	{
+		Var		   *var = (Var *) copyObject(node);
+
+		Assert(var->varattno >= 1 && var->varattno <= INNER_COLUMNS);
+		pcq_var_copy_nullingrels(var, inner->columns[var->varattno - 1]);
+		return (Node *) var;
+	}
+	return expression_tree_mutator(node, mark_inner_vars, inner);
+}
+
+/*
+ * The function's four columns for the scan tuple: as the target list and
+ * the quals above the join write them (a LEFT JOIN's output marks them as
+ * nullable by the join, PostgreSQL 16+), else plain.  The ON clauses, which
+ * see them before the join nulls anything, are marked the same way after:
+ * the executor ignores the marks, setrefs wants one per column.
+ */
+static void
+choose_inner_columns(InnerColumns *inner, Index relid, List *above_join)
+{
+	List	   *vars = pull_var_clause((Node *) above_join, 0);
+	ListCell   *lc;
+	int			a;
+
+	inner->relid = relid;
+	memset(inner->columns, 0, sizeof(inner->columns));
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst(lc);
+
+		if (var->varno == relid && var->varlevelsup == 0 &&
+			inner->columns[var->varattno - 1] == NULL)
+			inner->columns[var->varattno - 1] = var;
+	}
+	for (a = 1; a <= INNER_COLUMNS; a++)
+		if (inner->columns[a - 1] == NULL)
+			inner->columns[a - 1] = makeVar(relid, a, inner_column_types[a - 1], -1,
+											inner_column_types[a - 1] == TEXTOID ?
+											DEFAULT_COLLATION_OID : InvalidOid, 0);
+}
+
 /*
  * The plan: the scan tuple (custom_scan_tlist) holds the outer plan's
- * columns, the function's four, and every Var the target list and quals
- * use (with the nulling marks of PostgreSQL 16+ as they are written there);
- * sources says where each comes from.
+ * columns, the function's four (choose_inner_columns), and every other Var
+ * the target list and quals use; sources says where each comes from.
  */
 static Plan *
 plan_lateral_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
@@ -483,6 +538,7 @@ plan_lateral_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	List	   *join_quals = NIL;
 	List	   *scan_tlist = NIL;
 	List	   *sources = NIL;
+	InnerColumns inner;
 	CustomScan *cscan;
 	ListCell   *lc;
 	int			a;
@@ -496,13 +552,12 @@ plan_lateral_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	else
 		plan_quals = list_concat(extract_actual_clauses(restrictlist, false), inner_quals);
 
+	choose_inner_columns(&inner, inner_relid, list_concat(list_copy(tlist), plan_quals));
+	join_quals = (List *) mark_inner_vars((Node *) join_quals, &inner);
 	foreach(lc, outer_plan->targetlist)
 		scan_tlist = add_to_flat_tlist(scan_tlist, list_make1(lfirst_node(TargetEntry, lc)->expr));
 	for (a = 1; a <= INNER_COLUMNS; a++)
-		scan_tlist = add_to_flat_tlist(scan_tlist,
-									   list_make1(makeVar(inner_relid, a, inner_column_types[a - 1], -1,
-														  inner_column_types[a - 1] == TEXTOID ?
-														  DEFAULT_COLLATION_OID : InvalidOid, 0)));
+		scan_tlist = add_to_flat_tlist(scan_tlist, list_make1(inner.columns[a - 1]));
 	scan_tlist = add_to_flat_tlist(scan_tlist, pull_var_clause((Node *) tlist, 0));
 	scan_tlist = add_to_flat_tlist(scan_tlist, pull_var_clause((Node *) plan_quals, 0));
 	scan_tlist = add_to_flat_tlist(scan_tlist, pull_var_clause((Node *) join_quals, 0));

@@ -132,15 +132,24 @@ def usable(text):
 
 def date_values(doc):
     """Every vettingCreatedDate / vettingCreateDate string in a JSON document
-    (any case of the key, as cJSON_GetObjectItem finds it)."""
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            if key.lower() in ("vettingcreateddate", "vettingcreatedate") and isinstance(value, str):
-                yield value
-            yield from date_values(value)
-    elif isinstance(doc, list):
-        for value in doc:
-            yield from date_values(value)
+    (any case of the key, as cJSON_GetObjectItem finds it), in document
+    order.  Iterative: the corpus holds documents nested deeper than
+    Python's recursion limit (json.loads takes them; Python 3.13's frames
+    are dearer)."""
+    stack = [iter([(None, doc)])]
+    while stack:
+        pair = next(stack[-1], None)
+        if pair is None:            # that level is done
+            stack.pop()
+            continue
+        key, value = pair
+        if (key is not None and key.lower() in ("vettingcreateddate", "vettingcreatedate")
+                and isinstance(value, str)):
+            yield value
+        if isinstance(value, dict):
+            stack.append(iter(value.items()))
+        elif isinstance(value, list):
+            stack.append((None, item) for item in value)
 
 
 def from_fuzzer():
