@@ -188,6 +188,20 @@ SELECT * FROM same_as_nested_loop($$
     CROSS JOIN LATERAL pc_qualifications(c.tenant_id) q
     JOIN crm.customers s ON s.segment = c.segment AND s.id = 1$$);
 
+-- A view over the join, an expression of its columns computed above it,
+-- and a qual on the view (the projection is the batch's own).
+CREATE VIEW crm.qualified AS
+    SELECT c.id, c.name, q.qualification,
+           coalesce(q.qualification = 'Education' AND q.vetting_status = 'Approved', false) AS approved
+    FROM crm.customers c
+    LEFT JOIN LATERAL pc_qualifications(c.tenant_id) q ON true;
+SET enable_nestloop = off;       -- one row estimated: make it the batch
+SELECT * FROM same_as_nested_loop($$
+    SELECT name, approved FROM crm.qualified WHERE name LIKE 'Contoso%'$$);
+RESET enable_nestloop;
+SELECT * FROM same_as_nested_loop($$SELECT count(*), count(*) FILTER (WHERE approved) FROM crm.qualified$$);
+DROP VIEW crm.qualified;
+
 -- As the inner side of a Nested Loop, the batch is rescanned: each rescan
 -- fetches again and returns the same rows.
 SELECT * FROM same_as_nested_loop($$

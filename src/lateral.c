@@ -552,12 +552,20 @@ plan_lateral_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	else
 		plan_quals = list_concat(extract_actual_clauses(restrictlist, false), inner_quals);
 
-	choose_inner_columns(&inner, inner_relid, list_concat(list_copy(tlist), plan_quals));
+	/*
+	 * The join's output columns from its path target, not from tlist: a
+	 * projection above may give this node no tlist now (CP_IGNORE_TLIST)
+	 * and its own expressions later, over those columns.
+	 */
+	choose_inner_columns(&inner, inner_relid,
+						 list_concat(list_copy(best_path->path.pathtarget->exprs), plan_quals));
 	join_quals = (List *) mark_inner_vars((Node *) join_quals, &inner);
 	foreach(lc, outer_plan->targetlist)
 		scan_tlist = add_to_flat_tlist(scan_tlist, list_make1(lfirst_node(TargetEntry, lc)->expr));
 	for (a = 1; a <= INNER_COLUMNS; a++)
 		scan_tlist = add_to_flat_tlist(scan_tlist, list_make1(inner.columns[a - 1]));
+	scan_tlist = add_to_flat_tlist(scan_tlist,
+								   pull_var_clause((Node *) best_path->path.pathtarget->exprs, 0));
 	scan_tlist = add_to_flat_tlist(scan_tlist, pull_var_clause((Node *) tlist, 0));
 	scan_tlist = add_to_flat_tlist(scan_tlist, pull_var_clause((Node *) plan_quals, 0));
 	scan_tlist = add_to_flat_tlist(scan_tlist, pull_var_clause((Node *) join_quals, 0));
