@@ -211,6 +211,25 @@ SELECT * FROM same_as_nested_loop($$
                   CROSS JOIN LATERAL pc_qualifications(c.tenant_id) q
                   WHERE c.id <= g + 1 OFFSET 0) x$$);
 
+-- Cursors: the batch reads forward only; a SCROLL cursor gets the
+-- Materialize PostgreSQL puts above such a node, a plain one refuses
+-- FETCH BACKWARD as it always does.  (cursor_tuple_fraction = 1: planned
+-- for all its rows, as the plain query is, not for a fast first row.)
+BEGIN;
+SET LOCAL cursor_tuple_fraction = 1.0;
+DECLARE scrolling SCROLL CURSOR FOR
+    SELECT c.id, q.qualification FROM crm.customers c
+    CROSS JOIN LATERAL pc_qualifications(c.tenant_id) q;
+FETCH 3 FROM scrolling;
+FETCH BACKWARD 2 FROM scrolling;
+FETCH ALL FROM scrolling;
+DECLARE forward_only CURSOR FOR
+    SELECT c.id, q.qualification FROM crm.customers c
+    CROSS JOIN LATERAL pc_qualifications(c.tenant_id) q;
+FETCH 2 FROM forward_only;
+FETCH BACKWARD 1 FROM forward_only;
+ROLLBACK;
+
 -- A customer that fails fails the statement as the Nested Loop's call
 -- would: same SQLSTATE, same message.
 \pset format unaligned
